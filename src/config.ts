@@ -1,0 +1,92 @@
+import { z } from 'zod';
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const configSchema = z.object({
+  /** TCP port of the HTTP and WebSocket server. @default 4000 */
+  PORT: integer(0, 65535).default(4000),
+  /** Interface to listen on. @default 127.0.0.1 */
+  HOST: z.string().min(1).default('127.0.0.1'),
+  /** `file:PATH` for SQLite. @default file:./data/taskwire.db */
+  DATABASE_URL: z.string().min(1).default('file:./data/taskwire.db'),
+  /** Which provider generates text. @default auto */
+  LLM_PROVIDER: z.enum(['auto', 'openai', 'llama', 'demo']).default('auto'),
+  /** Base URL of an OpenAI-compatible API, with or without the trailing `/v1`. */
+  LLM_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** Bearer token sent to the OpenAI-compatible API. */
+  LLM_API_KEY: z.string().min(1).optional(),
+  /** Model used when a task names none. */
+  LLM_MODEL: z.string().min(1).optional(),
+  /** Path of a GGUF model file for the embedded llama.cpp engine. */
+  LLM_MODEL_PATH: z.string().min(1).optional(),
+  /** Milliseconds to wait for the upstream's response headers and between streamed chunks. @default 60000 */
+  LLM_REQUEST_TIMEOUT_MS: integer(100, 3_600_000).default(60_000),
+  /** Number of tasks generated at once. @default 2 */
+  WORKERS: integer(1, 256).default(2),
+  /** Number of tasks that may wait in the queue. @default 100 */
+  QUEUE_MAX_SIZE: integer(1, 1_000_000).default(100),
+  /** Milliseconds of waiting that raise a queued task's priority by one. @default 10000 */
+  QUEUE_AGING_MS: integer(1, 86_400_000).default(10_000),
+  /** Milliseconds one attempt of a task may run before it fails with TIMEOUT. @default 120000 */
+  TASK_TIMEOUT_MS: integer(10, 86_400_000).default(120_000),
+  /** Attempts per task, counting the first, for transient provider errors. @default 3 */
+  TASK_MAX_ATTEMPTS: integer(1, 20).default(3),
+  /** Milliseconds before the first retry; each further retry doubles it. @default 500 */
+  TASK_RETRY_BASE_MS: integer(0, 600_000).default(500),
+  /** Maximum prompt length in characters. @default 100000 */
+  PROMPT_MAX_CHARS: integer(1, 10_000_000).default(100_000),
+  /** Milliseconds `generate` waits when the client gives no `waitMs`. @default 15000 */
+  GENERATE_WAIT_MS: integer(0, 600_000).default(15_000),
+  /** Upper bound for a client's `waitMs`. @default 120000 */
+  GENERATE_MAX_WAIT_MS: integer(0, 3_600_000).default(120_000),
+  /** Hours a finished task is kept before the background purge deletes it. @default 168 */
+  RESULT_RETENTION_HOURS: z.coerce.number().positive().max(876_000).default(168),
+  /** Milliseconds between two runs of the retention purge. @default 600000 */
+  RETENTION_SWEEP_MS: integer(1000, 86_400_000).default(600_000),
+  /** Milliseconds the writer collects records before it commits them. @default 2 */
+  DB_FLUSH_INTERVAL_MS: integer(0, 10_000).default(2),
+  /** Records that make the writer commit at once. @default 500 */
+  DB_FLUSH_MAX_RECORDS: integer(1, 100_000).default(500),
+  /** Milliseconds SQLite waits for a lock held by another connection. @default 5000 */
+  DB_BUSY_TIMEOUT_MS: integer(0, 600_000).default(5_000),
+  /** Milliseconds a shutdown waits for running tasks before it interrupts them. @default 10000 */
+  SHUTDOWN_GRACE_MS: integer(0, 600_000).default(10_000),
+  /** Pino log level. @default info */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+/** Validated settings of one server. */
+export type Config = z.infer<typeof configSchema>;
+
+/** Thrown when an environment variable is invalid; the message names each bad variable. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Reads the settings from environment variables (empty strings count as unset) and validates them.
+ * @throws ConfigError naming every invalid variable, what it expected and what it got.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value.trim() !== '') input[key] = value.trim();
+  }
+  return parseConfig(input);
+}
+
+/** Validates settings given as an object, filling in defaults; used by tests and `loadConfig`. */
+export function parseConfig(input: Partial<Record<keyof Config, unknown>>): Config {
+  const parsed = configSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => {
+    const key = issue.path.join('.');
+    const value = JSON.stringify(input[key as keyof Config]);
+    return `${key}: ${issue.message} (got ${value})`;
+  });
+  throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+}
