@@ -2,7 +2,16 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'dist', 'data', 'coverage', 'examples/generated', 'src/db/migrations'] },
+  {
+    ignores: [
+      'node_modules',
+      'dist',
+      'data',
+      'coverage',
+      'examples/generated',
+      'src/db/migrations',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {

@@ -33,6 +33,8 @@ const configSchema = z.object({
   TASK_MAX_ATTEMPTS: integer(1, 20).default(3),
   /** Milliseconds before the first retry; each further retry doubles it. @default 500 */
   TASK_RETRY_BASE_MS: integer(0, 600_000).default(500),
+  /** Largest `maxTokens` a client may ask for. @default 32768 */
+  TASK_MAX_TOKENS: integer(1, 10_000_000).default(32_768),
   /** Maximum prompt length in characters. @default 100000 */
   PROMPT_MAX_CHARS: integer(1, 10_000_000).default(100_000),
   /** Milliseconds `generate` waits when the client gives no `waitMs`. @default 15000 */

@@ -29,6 +29,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   return pino({
     level: options.level ?? 'info',
     redact: { paths: REDACTED_PATHS, censor: '[Redacted]' },
-    transport: pretty ? { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } : undefined,
+    transport: pretty
+      ? { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } }
+      : undefined,
   });
 }

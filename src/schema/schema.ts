@@ -1,0 +1,9 @@
+import type { GraphQLSchema } from 'graphql';
+import { builder } from './builder';
+import './task';
+import './metrics';
+
+/** Builds the executable schema from every area's types. */
+export function createSchema(): GraphQLSchema {
+  return builder.toSchema({ sortSchema: false });
+}
