@@ -15,6 +15,7 @@ import type { Logger } from './logger';
 import { createLogger } from './logger';
 import { TaskStore } from './db/task-store';
 import { createSchema } from './schema/schema';
+import { useRequestErrorCodes } from './schema/request-error-codes';
 import type { GraphQLContext } from './schema/context';
 import { createProvider } from './services/llm/create-provider';
 import type { LlmProvider } from './services/llm/provider';
@@ -115,6 +116,7 @@ function createYogaServer(tasks: TaskService, logger: Logger): Yoga {
     schema: createSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
+    plugins: [useRequestErrorCodes()],
     logging: toYogaLogger(httpLogger),
     maskedErrors: {
       maskError: (error, message, isDev) => {
