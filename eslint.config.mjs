@@ -1,4 +1,5 @@
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -8,6 +9,7 @@ export default tseslint.config(
       'dist',
       'data',
       'coverage',
+      'scratch',
       'examples/generated',
       'src/db/migrations',
     ],
@@ -24,6 +26,10 @@ export default tseslint.config(
   {
     files: ['scripts/**', 'examples/**', 'bench/**', '*.js', '*.mjs'],
     rules: { 'no-console': 'off' },
+  },
+  {
+    files: ['**/*.mjs'],
+    languageOptions: { globals: globals.node },
   },
   {
     files: ['**/*.js'],

@@ -53,6 +53,28 @@ const configSchema = z.object({
   DB_BUSY_TIMEOUT_MS: integer(0, 600_000).default(5_000),
   /** Milliseconds a shutdown waits for running tasks before it interrupts them. @default 10000 */
   SHUTDOWN_GRACE_MS: integer(0, 600_000).default(10_000),
+  /** Answers the memory tier of the cache holds. @default 10000 */
+  CACHE_MAX_ENTRIES: integer(1, 10_000_000).default(10_000),
+  /** Bytes of answer text the memory tier of the cache holds. @default 67108864 (64 MiB) */
+  CACHE_MAX_BYTES: integer(1024, 1 << 40).default(64 * 1024 * 1024),
+  /** Seconds a cached answer is served; a request may ask for less or more. @default 86400 */
+  CACHE_TTL_SECONDS: integer(1, 31_536_000).default(86_400),
+  /** `user` keeps each user's answers apart; `global` shares answers between users. @default user */
+  CACHE_SCOPE: z.enum(['user', 'global']).default('user'),
+  /**
+   * `conservative` folds CRLF to LF, trims trailing whitespace and applies Unicode NFC;
+   * `aggressive` also lowercases and collapses runs of whitespace. @default conservative
+   */
+  CACHE_NORMALIZE: z.enum(['conservative', 'aggressive']).default('conservative'),
+  /** Caches answers of the demo provider too (for benchmarks). @default false */
+  CACHE_DEMO_ANSWERS: z
+    .enum(['true', 'false', '1', '0'])
+    .transform((value) => value === 'true' || value === '1')
+    .default(false),
+  /** Milliseconds between two sweeps of expired cache entries. @default 60000 */
+  CACHE_SWEEP_MS: integer(100, 86_400_000).default(60_000),
+  /** Bearer token that grants admin operations such as `purgeCache`; unset disables them. */
+  ADMIN_TOKEN: z.string().min(16, 'must have at least 16 characters').optional(),
   /** Pino log level. @default info */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

@@ -19,7 +19,7 @@ import { useRequestErrorCodes } from './schema/request-error-codes';
 import type { GraphQLContext } from './schema/context';
 import { createProvider } from './services/llm/create-provider';
 import type { LlmProvider } from './services/llm/provider';
-import type { Caller } from './services/task-service';
+import { resolveCaller } from './auth';
 import { TaskService } from './services/task-service';
 
 /** Path of the GraphQL endpoint for HTTP, SSE and WebSocket. */
@@ -45,9 +45,6 @@ export interface ServerHandle {
   /** Stops intake, finishes or re-queues running tasks, closes sockets and the database. Idempotent. */
   close(): Promise<void>;
 }
-
-/** Until users exist every request acts as one local user. */
-const LOCAL_CALLER: Caller = { userId: 'local', isAdmin: true };
 
 type Yoga = YogaServerInstance<Record<string, unknown>, GraphQLContext>;
 
@@ -83,7 +80,7 @@ async function listen(
   store: TaskStore,
   tasks: TaskService,
 ): Promise<ServerHandle> {
-  const yoga = createYogaServer(tasks, logger);
+  const yoga = createYogaServer(tasks, logger, config.ADMIN_TOKEN);
   const httpServer = createHttpServer((request, response) =>
     handleRequest(request, response, yoga, tasks),
   );
@@ -110,7 +107,16 @@ async function listen(
   };
 }
 
-function createYogaServer(tasks: TaskService, logger: Logger): Yoga {
+/** The Authorization header of an HTTP request, or `authorization` in graphql-ws connectionParams. */
+function authorizationOf(initial: Record<string, unknown>): string | null {
+  const request = initial.request as Request | undefined;
+  const params = initial.connectionParams as Record<string, unknown> | undefined;
+  const fromParams = params?.authorization ?? params?.Authorization;
+  if (typeof fromParams === 'string') return fromParams;
+  return request?.headers.get('authorization') ?? null;
+}
+
+function createYogaServer(tasks: TaskService, logger: Logger, adminToken?: string): Yoga {
   const httpLogger = logger.child({ area: 'http' });
   return createYoga<Record<string, unknown>, GraphQLContext>({
     schema: createSchema(),
@@ -129,7 +135,11 @@ function createYogaServer(tasks: TaskService, logger: Logger): Yoga {
         return masked;
       },
     },
-    context: () => ({ tasks, caller: LOCAL_CALLER, logger: httpLogger }),
+    context: (initial) => ({
+      tasks,
+      caller: resolveCaller({ authorization: authorizationOf(initial) }, adminToken),
+      logger: httpLogger,
+    }),
   });
 }
 

@@ -25,6 +25,8 @@ export type GenerationParams = {
 
 export type SubmitTaskInput = {
   cache?: CacheMode | null | undefined;
+  /** Seconds the answer stays cached, from 1 to one year; the server sets the default. */
+  cacheTtlSeconds?: number | null | undefined;
   /** The same key from the same user returns the same task instead of a new one. */
   idempotencyKey?: string | null | undefined;
   /** Defaults to the server's configured model. */

@@ -6,6 +6,7 @@ import { MikroORM } from '@mikro-orm/sqlite';
 import type { Options } from '@mikro-orm/sqlite';
 import { ConfigError } from '../config';
 import type { Logger } from '../logger';
+import { CacheEntry } from './entities/cache-entry.entity';
 import { Task } from './entities/task.entity';
 import { migrations } from './migrations';
 import { OrmLogger } from './orm-logger';
@@ -131,7 +132,7 @@ export async function readPragmas(orm: MikroORM): Promise<SqlitePragmas> {
 function createOrmConfig(filename: string, options: CreateOrmOptions, log: Logger): Options {
   return {
     dbName: filename,
-    entities: [Task],
+    entities: [Task, CacheEntry],
     extensions: [Migrator],
     migrations: {
       // Explicit imports, no glob: identical under tsc output, tsx and jest.

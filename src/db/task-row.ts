@@ -28,6 +28,7 @@ export interface TaskRow {
   usage: string | null;
   cache_key: string | null;
   cached: number;
+  coalesced: number;
   attempts: number;
   idempotency_key: string | null;
   last_seq: number;
@@ -65,6 +66,7 @@ const ENCODERS: Encoders = {
   usage: json,
   cacheKey: same,
   cached: flag,
+  coalesced: flag,
   attempts: same,
   idempotencyKey: same,
   lastSeq: same,
@@ -106,6 +108,7 @@ export function fromTaskRow(row: TaskRow): TaskRecord {
     usage: parseJson<TokenUsage>(row.usage),
     cacheKey: row.cache_key,
     cached: row.cached === 1,
+    coalesced: row.coalesced === 1,
     attempts: row.attempts,
     idempotencyKey: row.idempotency_key,
     lastSeq: row.last_seq,

@@ -4,6 +4,8 @@ import type { Logger } from '../logger';
 import type { TaskRecord, TaskStatus } from '../services/task-types';
 import { TERMINAL_STATUSES } from '../services/task-types';
 import { BatchWriter } from './batch-writer';
+import type { CacheWrite } from './cache-store';
+import { CacheStore, applyCacheWrite } from './cache-store';
 import { TASK_COLUMNS, TASK_INDEXES, TASK_TABLE } from './entities/task.entity';
 import { createOrm } from './orm';
 import { fromTaskRow, toTaskRowValues } from './task-row';
@@ -51,9 +53,11 @@ export interface TaskPage {
   hasNextPage: boolean;
 }
 
-/** A write waiting in the batch writer. */
+/** A write waiting in the batch writer: a task row or a cache entry. */
 type TaskWrite =
-  { kind: 'insert'; values: TaskRowValues } | { kind: 'update'; id: string; values: TaskRowValues };
+  | { kind: 'insert'; values: TaskRowValues }
+  | { kind: 'update'; id: string; values: TaskRowValues }
+  | CacheWrite;
 
 const DEFAULT_PURGE_CHUNK_SIZE = 500;
 /** Rows per INSERT statement: few statements, yet short ones (19 bound values a row). */
@@ -67,6 +71,8 @@ const c = TASK_COLUMNS;
  * callers, so reads need not see writes that are still pending.
  */
 export class TaskStore {
+  /** The persistent tier of the answer cache, sharing this store's connection and writer. */
+  readonly cache: CacheStore;
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -76,7 +82,12 @@ export class TaskStore {
     readonly writer: BatchWriter<TaskWrite>,
     private readonly log: Logger,
     private readonly purgeChunkSize: number,
-  ) {}
+  ) {
+    this.cache = new CacheStore(
+      () => this.knex,
+      (op) => this.writer.write(op),
+    );
+  }
 
   /** Opens the database, runs migrations and starts the writer. */
   static async open(options: TaskStoreOptions): Promise<TaskStore> {
@@ -283,6 +294,10 @@ async function applyWrites(
       continue;
     }
     await insertPending();
+    if (op.kind === 'cache-put' || op.kind === 'cache-hits') {
+      await applyCacheWrite(trx, op);
+      continue;
+    }
     const changed = await trx.run(trx.knex(TASK_TABLE).where(c.id, op.id).update(op.values));
     if (changed === 0) log.warn({ taskId: op.id }, 'Update of a task that is not in the database');
   }

@@ -55,7 +55,10 @@ export const TaskRef = builder.objectRef<TaskRecord>('Task').implement({
     model: t.exposeString('model'),
     result: t.exposeString('result', { nullable: true }),
     error: t.field({ type: TaskErrorRef, nullable: true, resolve: (task) => task.error }),
-    cached: t.exposeBoolean('cached'),
+    cached: t.exposeBoolean('cached', { description: 'Whether the answer came from the cache.' }),
+    coalesced: t.exposeBoolean('coalesced', {
+      description: 'Whether the task shared the generation of an identical task already running.',
+    }),
     attempts: t.exposeInt('attempts'),
     priority: t.exposeInt('priority'),
     queuePosition: t.int({
@@ -102,6 +105,10 @@ const SubmitTaskInputRef = builder.inputType('SubmitTaskInput', {
     params: t.field({ type: GenerationParamsInput }),
     priority: t.int({ defaultValue: 0, description: 'From -100 to 100; higher runs first.' }),
     cache: t.field({ type: CacheModeEnum, defaultValue: CacheMode.DEFAULT }),
+    cacheTtlSeconds: t.int({
+      description:
+        'Seconds the answer stays cached, from 1 to one year; the server sets the default.',
+    }),
     idempotencyKey: t.string({
       description: 'The same key from the same user returns the same task instead of a new one.',
     }),

@@ -1,6 +1,7 @@
 import type { Logger } from '../logger';
 import type { TaskStore } from '../db/task-store';
 import type { TaskEvent, TaskEventBus } from './events';
+import type { FinishReason } from './llm/provider';
 import type { TaskErrorInfo, TaskRecord, TokenUsage } from './task-types';
 import { TaskEventKind, TaskStatus, isTerminal } from './task-types';
 
@@ -11,12 +12,27 @@ export interface LiveTask {
   parts: string[];
   /** Called once when the task reaches a terminal state. */
   waiters: Set<(record: TaskRecord) => void>;
+  /** Identical tasks that share this task's generation instead of running their own. */
+  followers: Set<LiveTask>;
+  /** The task whose generation this one shares, if any. */
+  leader: LiveTask | null;
+  /** Seconds a completed answer stays cached, when the client chose; else the server default. */
+  cacheTtlSeconds: number | null;
 }
 
 /** How a task ended, as given to {@link LiveTaskRegistry.finish}. */
 export type TaskEnding =
-  | { status: typeof TaskStatus.COMPLETED; result: string; usage: TokenUsage | null }
+  | {
+      status: typeof TaskStatus.COMPLETED;
+      result: string;
+      usage: TokenUsage | null;
+      /** Why the model stopped; absent when the answer did not come from a model call. */
+      finishReason?: FinishReason;
+    }
   | { status: typeof TaskStatus.FAILED | typeof TaskStatus.CANCELLED; error: TaskErrorInfo };
+
+/** Called after a task ended, with the followers it had then (already detached from it). */
+export type FinishListener = (live: LiveTask, ending: TaskEnding, followers: LiveTask[]) => void;
 
 const ENDING_EVENT = {
   [TaskStatus.COMPLETED]: TaskEventKind.COMPLETED,
@@ -27,10 +43,13 @@ const ENDING_EVENT = {
 /**
  * Owns the state transitions of live tasks: each one changes the in-memory record, publishes its
  * event and queues the database write. The terminal state is decided once; later calls are ignored,
- * so a late token or a late completion never overwrites CANCELLED or FAILED.
+ * so a late token or a late completion never overwrites CANCELLED or FAILED. A leader's start,
+ * tokens and retries are mirrored to its followers here; what happens to followers when the leader
+ * ends is up to the {@link FinishListener}.
  */
 export class LiveTaskRegistry {
   private readonly tasks = new Map<string, LiveTask>();
+  private finishListener?: FinishListener;
 
   constructor(
     private readonly store: TaskStore,
@@ -50,13 +69,40 @@ export class LiveTaskRegistry {
     return this.tasks.values();
   }
 
+  /** Sets the one listener told about every task that ends. */
+  onFinish(listener: FinishListener): void {
+    this.finishListener = listener;
+  }
+
   /** Starts tracking a queued task and publishes its QUEUED event. */
-  add(record: TaskRecord, queuePosition: number | null): LiveTask {
-    const live: LiveTask = { record, parts: [], waiters: new Set() };
+  add(record: TaskRecord, queuePosition: number | null, cacheTtlSeconds: number | null): LiveTask {
+    const live: LiveTask = {
+      record,
+      parts: [],
+      waiters: new Set(),
+      followers: new Set(),
+      leader: null,
+      cacheTtlSeconds,
+    };
     this.tasks.set(record.id, live);
     this.bus.open(record.id, record.lastSeq);
     this.publish(live, TaskEventKind.QUEUED, { queuePosition });
     return live;
+  }
+
+  /**
+   * Publishes the whole life of a task that was answered from the cache: STARTED, the answer as
+   * TOKEN events, COMPLETED. The record must already be COMPLETED and stored, with `lastSeq` equal
+   * to the number of events, so subscribers that come later see the same numbering.
+   */
+  replayCompleted(record: TaskRecord, chunks: readonly string[]): void {
+    this.bus.open(record.id, 0);
+    const running: TaskRecord = { ...record, status: TaskStatus.RUNNING, result: null };
+    this.bus.publish(record.id, { kind: TaskEventKind.STARTED, task: running });
+    for (const delta of chunks) {
+      this.bus.publish(record.id, { kind: TaskEventKind.TOKEN, task: running, delta });
+    }
+    this.bus.publish(record.id, { kind: TaskEventKind.COMPLETED, task: record });
   }
 
   /** Publishes a queue position change for a task someone is watching. */
@@ -64,6 +110,33 @@ export class LiveTaskRegistry {
     if (this.bus.hasSubscribers(live.record.id)) {
       this.publish(live, TaskEventKind.QUEUED, { queuePosition });
     }
+  }
+
+  /**
+   * Makes `follower` share `leader`'s generation. A follower that joins a running leader is
+   * started at once and sent the text generated so far, so its stream is complete.
+   */
+  attach(follower: LiveTask, leader: LiveTask): void {
+    if (isTerminal(follower.record.status)) return;
+    follower.leader = leader;
+    leader.followers.add(follower);
+    if (leader.record.status !== TaskStatus.RUNNING) return;
+    this.start(follower);
+    for (const text of leader.parts) this.appendToken(follower, text);
+  }
+
+  /**
+   * Puts a task that shared a cancelled generation back to QUEUED, on its own. A task that had
+   * started gets a RETRYING event first, so clients drop the text it streamed.
+   */
+  requeue(live: LiveTask, queuePosition: number | null): void {
+    if (isTerminal(live.record.status)) return;
+    if (live.record.status === TaskStatus.RUNNING) this.publish(live, TaskEventKind.RETRYING, {});
+    live.leader = null;
+    live.parts = [];
+    live.record = { ...live.record, status: TaskStatus.QUEUED, coalesced: false };
+    this.publish(live, TaskEventKind.QUEUED, { queuePosition });
+    this.persist(live, { status: TaskStatus.QUEUED, coalesced: false });
   }
 
   /** Marks the start of an attempt; returns false when the task already ended. */
@@ -83,6 +156,7 @@ export class LiveTaskRegistry {
       attempts: live.record.attempts,
       startedAt: live.record.startedAt,
     });
+    for (const follower of live.followers) this.start(follower);
     return true;
   }
 
@@ -91,6 +165,7 @@ export class LiveTaskRegistry {
     if (live.record.status !== TaskStatus.RUNNING) return false;
     live.parts.push(text);
     this.publish(live, TaskEventKind.TOKEN, { delta: text });
+    for (const follower of live.followers) this.appendToken(follower, text);
     return true;
   }
 
@@ -100,6 +175,7 @@ export class LiveTaskRegistry {
     live.parts = [];
     live.record = { ...live.record, error };
     this.publish(live, TaskEventKind.RETRYING, {});
+    for (const follower of live.followers) this.retry(follower, error);
     return true;
   }
 
@@ -113,18 +189,27 @@ export class LiveTaskRegistry {
         : { status: ending.status, error: ending.error };
     live.record = { ...live.record, ...patch, finishedAt };
     this.tasks.delete(live.record.id);
+    live.leader?.followers.delete(live);
+    live.leader = null;
+    const followers = [...live.followers];
+    live.followers.clear();
     this.publish(live, ENDING_EVENT[ending.status], {});
     this.persist(live, { ...patch, finishedAt });
     for (const waiter of live.waiters) waiter(live.record);
     live.waiters.clear();
+    this.finishListener?.(live, ending, followers);
     return true;
   }
 
-  /** Puts an interrupted task back to QUEUED in the database and forgets it; used at shutdown. */
+  /**
+   * Puts an interrupted task, and the tasks that share its generation, back to QUEUED in the
+   * database and forgets them; used at shutdown.
+   */
   release(live: LiveTask): void {
     if (isTerminal(live.record.status)) return;
     this.tasks.delete(live.record.id);
     this.persist(live, { status: TaskStatus.QUEUED });
+    for (const follower of live.followers) this.release(follower);
   }
 
   private publish(

@@ -16,6 +16,7 @@ export interface SubmitTaskInput {
   params?: GenerationParamsInput | null;
   priority?: number | null;
   cache?: CacheMode | null;
+  cacheTtlSeconds?: number | null;
   idempotencyKey?: string | null;
 }
 
@@ -27,6 +28,8 @@ export interface ValidSubmission {
   params: GenerationParams;
   priority: number;
   cache: CacheMode;
+  /** Seconds the answer stays cached; null for the server's default. */
+  cacheTtlSeconds: number | null;
   idempotencyKey: string | null;
 }
 
@@ -71,6 +74,7 @@ export function validateSubmission(
     params: validateParams(input.params ?? {}, limits),
     priority: validatePriority(input.priority),
     cache: input.cache ?? CacheMode.DEFAULT,
+    cacheTtlSeconds: validateTtl(input.cacheTtlSeconds),
     idempotencyKey: validateIdempotencyKey(input.idempotencyKey),
   };
 }
@@ -161,6 +165,20 @@ function validatePriority(priority: number | null | undefined): number {
     invalidInput('priority', `expected an integer from ${min} to ${max}, got ${priority}.`);
   }
   return priority;
+}
+
+/** Longest cache TTL a request may ask for: one year. */
+export const MAX_CACHE_TTL_SECONDS = 31_536_000;
+
+function validateTtl(seconds: number | null | undefined): number | null {
+  if (seconds === null || seconds === undefined) return null;
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_CACHE_TTL_SECONDS) {
+    invalidInput(
+      'cacheTtlSeconds',
+      `expected an integer from 1 to ${MAX_CACHE_TTL_SECONDS}, got ${seconds}.`,
+    );
+  }
+  return seconds;
 }
 
 function validateIdempotencyKey(key: string | null | undefined): string | null {

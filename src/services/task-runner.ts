@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger';
 import { ErrorCode } from '../errors';
-import type { LlmProvider } from './llm/provider';
+import type { FinishReason, LlmProvider } from './llm/provider';
 import { ProviderError, ProviderErrorCode } from './llm/provider';
 import type { LiveTask, LiveTaskRegistry } from './live-tasks';
 import type { TaskErrorInfo, TokenUsage } from './task-types';
@@ -56,7 +56,7 @@ export class TaskRunner {
     const { provider, tasks } = this.options;
     const { record } = live;
     let usage: TokenUsage | null = null;
-    let finished = false;
+    let finishReason: FinishReason | undefined;
     try {
       const stream = provider.generate({
         model: record.model,
@@ -72,17 +72,18 @@ export class TaskRunner {
         } else if (chunk.type === 'usage') {
           usage = chunk.usage;
         } else {
-          finished = true;
+          finishReason = chunk.reason;
         }
       }
-      if (!finished) {
+      if (finishReason === undefined) {
         throw new ProviderError(
           ProviderErrorCode.INCOMPLETE_STREAM,
           `The ${provider.name} provider ended the stream without a finish reason.`,
           { retryable: true },
         );
       }
-      tasks.finish(live, { status: TaskStatus.COMPLETED, result: live.parts.join(''), usage });
+      const result = live.parts.join('');
+      tasks.finish(live, { status: TaskStatus.COMPLETED, result, usage, finishReason });
       return undefined;
     } catch (error) {
       if (signal.aborted || live.record.status !== TaskStatus.RUNNING) return undefined;

@@ -12,8 +12,13 @@ import type { QueueItem } from './queue/priority-queue';
 import { WorkerPool } from './queue/worker-pool';
 import { PriorityQueue, QueueFullError } from './queue/priority-queue';
 import type { SubmitTaskInput, ValidSubmission } from './task-input';
-import { invalidInput, validateSubmission } from './task-input';
+import { CacheMode, invalidInput, validateSubmission } from './task-input';
 import { TaskRunner } from './task-runner';
+import { AnswerCache } from './cache/answer-cache';
+import type { CacheHit } from './cache/answer-cache';
+import type { CacheCoordinatorStats, Flight } from './cache/cache-coordinator';
+import { CacheCoordinator, completedFromCache, splitIntoChunks } from './cache/cache-coordinator';
+import type { LiveTask, TaskEnding } from './live-tasks';
 import type { TaskRecord, TaskStatus } from './task-types';
 import { TaskEventKind, TaskStatus as Status, isTerminal } from './task-types';
 import { recoverTasks } from './task-recovery';
@@ -66,10 +71,12 @@ export class TaskService {
   private readonly tasks: LiveTaskRegistry;
   private readonly queue: PriorityQueue<QueueItem>;
   private readonly pool: WorkerPool<QueueItem>;
+  private readonly cache: CacheCoordinator;
   private readonly pendingKeys = new Map<string, Promise<TaskRecord>>();
   private admitting = 0;
   private shuttingDown = false;
   private retentionTimer?: NodeJS.Timeout;
+  private cacheSweepTimer?: NodeJS.Timeout;
   private closing?: Promise<void>;
 
   constructor(options: TaskServiceOptions) {
@@ -79,6 +86,8 @@ export class TaskService {
     this.logger = options.logger.child({ area: 'queue' });
     this.bus = options.bus ?? new TaskEventBus();
     this.tasks = new LiveTaskRegistry(this.store, this.bus, this.logger);
+    this.tasks.onFinish((live, ending, followers) => this.handleFinish(live, ending, followers));
+    this.cache = this.createCache(options.logger.child({ area: 'cache' }));
     this.queue = new PriorityQueue({
       capacity: this.config.QUEUE_MAX_SIZE,
       agingMs: this.config.QUEUE_AGING_MS,
@@ -89,13 +98,15 @@ export class TaskService {
   /** Recovers tasks left by a previous run, then starts the workers and the retention purge. */
   async start(): Promise<void> {
     const queued = await recoverTasks(this.store, this.config.TASK_MAX_ATTEMPTS, this.logger);
-    for (const record of queued) this.enqueue(record, true);
+    for (const record of queued) this.requeueRecovered(record);
     this.pool.start();
     this.retentionTimer = setInterval(
       () => void this.purgeExpired(),
       this.config.RETENTION_SWEEP_MS,
     );
     this.retentionTimer.unref();
+    this.cacheSweepTimer = setInterval(() => void this.sweepCache(), this.config.CACHE_SWEEP_MS);
+    this.cacheSweepTimer.unref();
     this.logger.info(
       {
         workers: this.config.WORKERS,
@@ -253,6 +264,7 @@ export class TaskService {
   private async shutdown(): Promise<void> {
     this.shuttingDown = true;
     clearInterval(this.retentionTimer);
+    clearInterval(this.cacheSweepTimer);
     this.logger.info(
       { running: this.pool.running, queued: this.queue.size },
       'Task queue stopping',
@@ -265,6 +277,57 @@ export class TaskService {
       ),
     );
     await this.provider.close();
+  }
+
+  /**
+   * Deletes cached answers of one model (or all) created before `olderThan` (or any time).
+   * @returns the number of entries deleted from the database tier.
+   */
+  purgeCache(filter: { model?: string; olderThan?: Date }): Promise<number> {
+    return this.cache.purge(filter);
+  }
+
+  /** Cache and coalescing figures. */
+  cacheStats(): CacheCoordinatorStats {
+    return this.cache.stats();
+  }
+
+  private createCache(logger: Logger): CacheCoordinator {
+    const answers = new AnswerCache({
+      store: this.store.cache,
+      maxEntries: this.config.CACHE_MAX_ENTRIES,
+      maxBytes: this.config.CACHE_MAX_BYTES,
+      logger,
+    });
+    return new CacheCoordinator({
+      cache: answers,
+      providerName: this.provider.name,
+      scope: this.config.CACHE_SCOPE,
+      normalization: this.config.CACHE_NORMALIZE,
+      defaultTtlSeconds: this.config.CACHE_TTL_SECONDS,
+      cacheDemoAnswers: this.config.CACHE_DEMO_ANSWERS,
+      logger,
+    });
+  }
+
+  /** Queues a task found QUEUED at start; identical ones share one generation again. */
+  private requeueRecovered(record: TaskRecord): void {
+    const key = record.cacheKey;
+    const flight = key === null ? undefined : this.cache.flight(key);
+    if (flight) {
+      const live = this.tasks.add({ ...record, coalesced: true }, null, null);
+      this.joinFlight(live, flight);
+      return;
+    }
+    this.enqueue(record, true, null, key === null ? null : this.cache.claim(key));
+  }
+
+  private async sweepCache(): Promise<void> {
+    try {
+      await this.cache.sweep();
+    } catch (error) {
+      this.logger.error({ err: error }, 'Cache sweep failed');
+    }
   }
 
   private createPool(): WorkerPool<QueueItem> {
@@ -330,18 +393,130 @@ export class TaskService {
     return this.admit(submission, caller);
   }
 
-  /** Reserves a queue place, commits the QUEUED row, then enqueues. */
+  /**
+   * Admits a validated task: answered from the cache, joined to an identical running generation,
+   * or queued on its own.
+   */
   private async admit(submission: ValidSubmission, caller: Caller): Promise<TaskRecord> {
+    const model = submission.model ?? this.provider.defaultModel;
+    const key = this.cache.keyFor({ ...submission, model }, caller.userId);
+    if (key !== null && submission.cache === CacheMode.DEFAULT) {
+      const hit = await this.cache.lookup(key);
+      if (hit) return this.admitFromCache(submission, caller, key, hit);
+      const flight = this.cache.flight(key);
+      if (flight) return this.admitFollower(submission, caller, key, flight);
+    }
+    return this.admitQueued(submission, caller, key);
+  }
+
+  /** Stores a task COMPLETED from a cached answer and replays it to subscribers. */
+  private async admitFromCache(
+    submission: ValidSubmission,
+    caller: Caller,
+    key: string,
+    hit: CacheHit,
+  ): Promise<TaskRecord> {
+    const chunks = splitIntoChunks(hit.value);
+    const base = this.createRecord(submission, caller, key);
+    const record = { ...completedFromCache(base, hit, new Date()), lastSeq: chunks.length + 2 };
+    await this.store.insert(record);
+    this.tasks.replayCompleted(record, chunks);
+    return record;
+  }
+
+  /** Stores a task that shares the generation of an identical one; it takes no queue place. */
+  private async admitFollower(
+    submission: ValidSubmission,
+    caller: Caller,
+    key: string,
+    flight: Flight,
+  ): Promise<TaskRecord> {
+    const record = { ...this.createRecord(submission, caller, key), coalesced: true };
+    await this.store.insert(record);
+    this.assertAccepting();
+    const live = this.tasks.add(record, null, submission.cacheTtlSeconds);
+    this.cache.countCoalesced();
+    this.joinFlight(live, flight);
+    return live.record;
+  }
+
+  /** Reserves a queue place, commits the QUEUED row, then enqueues. */
+  private async admitQueued(
+    submission: ValidSubmission,
+    caller: Caller,
+    key: string | null,
+  ): Promise<TaskRecord> {
     if (this.queue.size + this.admitting >= this.queue.capacity) throw this.queueFull();
+    // Claimed before the insert, so identical tasks that arrive meanwhile join this one.
+    const flight = key !== null && !this.cache.flight(key) ? this.cache.claim(key) : null;
     this.admitting += 1;
     try {
-      const record = this.createRecord(submission, caller);
+      const record = this.createRecord(submission, caller, key);
       await this.store.insert(record);
       this.assertAccepting();
-      this.enqueue(record, false);
+      this.enqueue(record, false, submission.cacheTtlSeconds, flight);
       return record;
+    } catch (error) {
+      if (flight) this.abandonFlight(flight);
+      throw error;
     } finally {
       this.admitting -= 1;
+    }
+  }
+
+  /** Attaches a follower to a flight, or settles it at once when the flight already ended. */
+  private joinFlight(live: LiveTask, flight: Flight): void {
+    if (flight.ending === null) {
+      if (flight.leader) this.tasks.attach(live, flight.leader);
+      else flight.pending.push(live);
+    } else if (flight.ending.status === Status.CANCELLED) {
+      this.runAlone(live);
+    } else {
+      this.tasks.finish(live, flight.ending);
+    }
+  }
+
+  /** Lets a follower whose leader was cancelled run: it joins a newer flight or leads its own. */
+  private runAlone(live: LiveTask): void {
+    const key = live.record.cacheKey;
+    const existing = key === null ? undefined : this.cache.flight(key);
+    if (existing) {
+      this.joinFlight(live, existing);
+      return;
+    }
+    const flight = key === null ? null : this.cache.claim(key);
+    const job = { id: live.record.id, priority: live.record.priority };
+    this.pool.add(job, {
+      force: true,
+      onQueued: () => this.tasks.requeue(live, this.queue.position(job.id) ?? null),
+    });
+    if (flight) this.lead(flight, live);
+  }
+
+  private lead(flight: Flight, live: LiveTask): void {
+    flight.leader = live;
+    for (const follower of flight.pending.splice(0)) this.tasks.attach(follower, live);
+  }
+
+  /** Ends a flight whose leader never became live; its followers run on their own. */
+  private abandonFlight(flight: Flight): void {
+    const ending = { status: Status.CANCELLED, error: CANCELLED_BY_CLIENT };
+    this.cache.end(flight, ending);
+    for (const follower of flight.pending.splice(0)) this.runAlone(follower);
+  }
+
+  /**
+   * Runs after every task ends: stores a reusable answer, ends the task's flight, and settles the
+   * followers: they complete or fail with their leader, or run alone when it was cancelled.
+   */
+  private handleFinish(live: LiveTask, ending: TaskEnding, followers: LiveTask[]): void {
+    this.cache.remember(live, ending);
+    const key = live.record.cacheKey;
+    const flight = key === null ? undefined : this.cache.flight(key);
+    if (flight?.leader === live) this.cache.end(flight, ending);
+    for (const follower of followers) {
+      if (ending.status === Status.CANCELLED) this.runAlone(follower);
+      else this.tasks.finish(follower, ending);
     }
   }
 
@@ -349,7 +524,11 @@ export class TaskService {
     return new QueueFullError(this.queue.capacity, this.queue.size + this.admitting);
   }
 
-  private createRecord(submission: ValidSubmission, caller: Caller): TaskRecord {
+  private createRecord(
+    submission: ValidSubmission,
+    caller: Caller,
+    cacheKey: string | null,
+  ): TaskRecord {
     return {
       id: createTaskId(),
       userId: caller.userId,
@@ -362,8 +541,9 @@ export class TaskService {
       result: null,
       error: null,
       usage: null,
-      cacheKey: null,
+      cacheKey,
       cached: false,
+      coalesced: false,
       attempts: 0,
       idempotencyKey: submission.idempotencyKey,
       lastSeq: 0,
@@ -374,13 +554,21 @@ export class TaskService {
   }
 
   /** Queues a task whose row is committed and publishes its position. */
-  private enqueue(record: TaskRecord, recovered: boolean): void {
+  private enqueue(
+    record: TaskRecord,
+    recovered: boolean,
+    cacheTtlSeconds: number | null,
+    flight: Flight | null,
+  ): void {
     const job = { id: record.id, priority: record.priority };
     const enqueuedAt = recovered ? record.createdAt.getTime() : undefined;
     this.pool.add(job, {
       enqueuedAt,
       force: true,
-      onQueued: () => this.tasks.add(record, this.queue.position(record.id) ?? null),
+      onQueued: () => {
+        const live = this.tasks.add(record, this.queue.position(job.id) ?? null, cacheTtlSeconds);
+        if (flight) this.lead(flight, live);
+      },
     });
   }
 

@@ -69,6 +69,8 @@ export interface TaskRecord {
   usage: TokenUsage | null;
   cacheKey: string | null;
   cached: boolean;
+  /** Whether the task shared the generation of an identical task that was already running. */
+  coalesced: boolean;
   attempts: number;
   idempotencyKey: string | null;
   /** Sequence number of the last event published for this task. */

@@ -110,6 +110,7 @@ export function makeTask(overrides: Partial<TaskRecord> = {}): TaskRecord {
     usage: null,
     cacheKey: null,
     cached: false,
+    coalesced: false,
     attempts: 0,
     idempotencyKey: null,
     lastSeq: 0,

@@ -1,7 +1,7 @@
 /** GraphQL documents shared by the end-to-end suites. */
 
 export const TASK_FIELDS = `
-  id status prompt system model result cached attempts priority queuePosition
+  id status prompt system model result cached coalesced attempts priority queuePosition
   error { code message }
   usage { promptTokens completionTokens totalTokens }
   createdAt startedAt finishedAt
@@ -42,6 +42,7 @@ export interface TaskShape {
   prompt: string;
   result: string | null;
   cached: boolean;
+  coalesced: boolean;
   attempts: number;
   priority: number;
   queuePosition: number | null;

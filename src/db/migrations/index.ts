@@ -2,8 +2,10 @@
 // Explicit imports instead of glob loading, so the same list works in dist/, under tsx and jest.
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261204175937_initial } from './Migration20261204175937_initial';
+import { Migration20261204182518_cache } from './Migration20261204182518_cache';
 
 /** Every migration, oldest first; `createOrm` applies the pending ones at startup. */
 export const migrations: MigrationObject[] = [
   { name: 'Migration20261204175937_initial', class: Migration20261204175937_initial },
+  { name: 'Migration20261204182518_cache', class: Migration20261204182518_cache },
 ];
