@@ -19,6 +19,12 @@ const configSchema = z.object({
   LLM_MODEL: z.string().min(1).optional(),
   /** Path of a GGUF model file for the embedded llama.cpp engine. */
   LLM_MODEL_PATH: z.string().min(1).optional(),
+  /** CPU threads of the embedded llama.cpp engine. @default os.availableParallelism() - 1, at least 1 */
+  LLM_THREADS: integer(1, 1024).optional(),
+  /** Tokens of context per task for the embedded engine, prompt and reply together. @default 4096 */
+  LLM_CONTEXT_SIZE: integer(128, 1_048_576).default(4096),
+  /** Milliseconds the embedded engine may take to load its model. @default 120000 */
+  LLM_LOAD_TIMEOUT_MS: integer(1000, 3_600_000).default(120_000),
   /** Milliseconds to wait for the upstream's response headers and between streamed chunks. @default 60000 */
   LLM_REQUEST_TIMEOUT_MS: integer(100, 3_600_000).default(60_000),
   /** Number of tasks generated at once. @default 2 */
@@ -75,6 +81,8 @@ const configSchema = z.object({
   CACHE_SWEEP_MS: integer(100, 86_400_000).default(60_000),
   /** Bearer token that grants admin operations such as `purgeCache`; unset disables them. */
   ADMIN_TOKEN: z.string().min(16, 'must have at least 16 characters').optional(),
+  /** Milliseconds between two log lines with queue and cache figures; 0 turns them off. @default 30000 */
+  METRICS_LOG_INTERVAL_MS: integer(0, 86_400_000).default(30_000),
   /** Pino log level. @default info */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

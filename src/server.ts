@@ -14,6 +14,9 @@ import type { Config } from './config';
 import type { Logger } from './logger';
 import { createLogger } from './logger';
 import { TaskStore } from './db/task-store';
+import { parseDatabaseUrl } from './db/orm';
+import { Metrics } from './services/metrics/metrics';
+import type { MetricsSources } from './services/metrics/metrics';
 import { createSchema } from './schema/schema';
 import { useRequestErrorCodes } from './schema/request-error-codes';
 import type { GraphQLContext } from './schema/context';
@@ -61,30 +64,53 @@ export async function createServer(
     flushMaxRecords: config.DB_FLUSH_MAX_RECORDS,
     logger,
   });
+  const metrics = new Metrics();
   let tasks: TaskService | undefined;
   try {
     const provider = options.provider ?? createProvider(config, logger);
-    tasks = new TaskService({ config, store, provider, logger });
+    tasks = new TaskService({ config, store, provider, logger, metrics });
+    metrics.attach(metricsSources(tasks, store, config));
     await tasks.start();
   } catch (error) {
+    metrics.close();
     await tasks?.close();
     await store.close();
     throw error;
   }
-  return listen(config, logger, store, tasks);
+  return listen({ config, logger, store, tasks, metrics });
 }
 
-async function listen(
-  config: Config,
-  logger: Logger,
-  store: TaskStore,
-  tasks: TaskService,
-): Promise<ServerHandle> {
-  const yoga = createYogaServer(tasks, logger, config.ADMIN_TOKEN);
+function metricsSources(tasks: TaskService, store: TaskStore, config: Config): MetricsSources {
+  const { filename } = parseDatabaseUrl(config.DATABASE_URL);
+  return {
+    queue: () => tasks.snapshot(),
+    cache: () => tasks.cacheStats(),
+    writer: store.writer,
+    walPath: filename === ':memory:' ? null : `${filename}-wal`,
+  };
+}
+
+/** The parts a listening server is made of. */
+interface ServerParts {
+  config: Config;
+  logger: Logger;
+  store: TaskStore;
+  tasks: TaskService;
+  metrics: Metrics;
+}
+
+async function listen(parts: ServerParts): Promise<ServerHandle> {
+  const { config, logger, store, tasks, metrics } = parts;
+  const yoga = createYogaServer(parts);
   const httpServer = createHttpServer((request, response) =>
-    handleRequest(request, response, yoga, tasks),
+    handleRequest(request, response, yoga, parts),
   );
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
+  wsServer.on('connection', (socket) => {
+    metrics.webSocketOpened();
+    socket.once('close', () => metrics.webSocketClosed());
+  });
+  const stopMetricsLog = logMetricsPeriodically(metrics, logger, config.METRICS_LOG_INTERVAL_MS);
   const wsHandle = useServer(createWsOptions(yoga, logger), wsServer);
   httpServer.listen(config.PORT, config.HOST);
   await once(httpServer, 'listening');
@@ -94,7 +120,10 @@ async function listen(
 
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= shutdown(logger, tasks, () => wsHandle.dispose(), httpServer, store);
+    stopMetricsLog();
+    closing ??= shutdown(logger, tasks, () => wsHandle.dispose(), httpServer, store).finally(() =>
+      metrics.close(),
+    );
     return closing;
   };
   return {
@@ -116,7 +145,7 @@ function authorizationOf(initial: Record<string, unknown>): string | null {
   return request?.headers.get('authorization') ?? null;
 }
 
-function createYogaServer(tasks: TaskService, logger: Logger, adminToken?: string): Yoga {
+function createYogaServer({ tasks, logger, metrics, config }: ServerParts): Yoga {
   const httpLogger = logger.child({ area: 'http' });
   return createYoga<Record<string, unknown>, GraphQLContext>({
     schema: createSchema(),
@@ -137,8 +166,10 @@ function createYogaServer(tasks: TaskService, logger: Logger, adminToken?: strin
     },
     context: (initial) => ({
       tasks,
-      caller: resolveCaller({ authorization: authorizationOf(initial) }, adminToken),
+      metrics,
+      caller: resolveCaller({ authorization: authorizationOf(initial) }, config.ADMIN_TOKEN),
       logger: httpLogger,
+      transport: initial.socket === undefined ? 'sse' : 'websocket',
     }),
   });
 }
@@ -147,10 +178,21 @@ function handleRequest(
   request: IncomingMessage,
   response: ServerResponse,
   yoga: Yoga,
-  tasks: TaskService,
+  { tasks, metrics, logger }: ServerParts,
 ): void {
   const path = request.url?.split('?')[0];
-  if (path === '/health') {
+  if (path === '/metrics') {
+    metrics.prometheus().then(
+      (text) => {
+        response.writeHead(200, { 'content-type': metrics.registry.contentType });
+        response.end(text);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'Failed to collect metrics');
+        sendJson(response, 500, { error: 'Failed to collect metrics' });
+      },
+    );
+  } else if (path === '/health') {
     sendJson(response, 200, { status: 'ok' });
   } else if (path === '/ready') {
     const ready = tasks.accepting;
@@ -231,6 +273,29 @@ function toOperationError(error: unknown, code: string): GraphQLError {
     positions: base?.positions,
     extensions: { ...base?.extensions, code: base?.extensions.code ?? code },
   });
+}
+
+/** Logs queue and cache figures every `intervalMs`; returns a function that stops it. */
+function logMetricsPeriodically(metrics: Metrics, logger: Logger, intervalMs: number): () => void {
+  if (intervalMs === 0) return () => undefined;
+  const log = logger.child({ area: 'metrics' });
+  const timer = setInterval(() => {
+    metrics.snapshot().then(
+      ({ queue, cache }) =>
+        log.info(
+          {
+            depth: queue.depth,
+            running: queue.running,
+            workers: queue.workers,
+            cacheHitRate: Number(cache.hitRate.toFixed(3)),
+          },
+          'Queue and cache figures',
+        ),
+      (error: unknown) => log.error({ err: error }, 'Failed to collect metrics'),
+    );
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 function toYogaLogger(logger: Logger): YogaLogger {

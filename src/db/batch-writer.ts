@@ -22,6 +22,9 @@ export interface BatchWriterOptions<Op> {
   logger?: Logger;
 }
 
+/** Called after a transaction commits, with its number of ops and its duration in milliseconds. */
+export type CommitListener = (batchSize: number, durationMs: number) => void;
+
 /** Counters for metrics and tests. */
 export interface BatchWriterStats {
   /** Ops waiting for a commit, not counting the batch being committed. */
@@ -94,6 +97,7 @@ type Settings<Op> = Required<Omit<BatchWriterOptions<Op>, 'logger'>> & { logger?
  */
 export class BatchWriter<Op> {
   private readonly settings: Settings<Op>;
+  private readonly commitListeners = new Set<CommitListener>();
   private pending: Entry<Op>[] = [];
   private nextSeq = 1;
   /** Every op with a lower or equal seq has settled. */
@@ -114,6 +118,25 @@ export class BatchWriter<Op> {
 
   constructor(options: BatchWriterOptions<Op>) {
     this.settings = validateOptions(options);
+  }
+
+  /**
+   * Calls `listener` after every committed transaction with its size and duration (for metrics).
+   * @returns a function that removes the listener.
+   */
+  onCommit(listener: CommitListener): () => void {
+    this.commitListeners.add(listener);
+    return () => this.commitListeners.delete(listener);
+  }
+
+  private notifyCommitted(batchSize: number, durationMs: number): void {
+    for (const listener of this.commitListeners) {
+      try {
+        listener(batchSize, durationMs);
+      } catch (error) {
+        this.settings.logger?.error({ err: error }, 'Commit listener failed');
+      }
+    }
   }
 
   /** Snapshot of the counters. */
@@ -240,10 +263,12 @@ export class BatchWriter<Op> {
     const ops = batch.map((entry) => entry.op);
     for (let attempt = 1; ; attempt += 1) {
       try {
+        const started = performance.now();
         await this.settings.commit(ops);
         this.counters.batchesCommitted += 1;
         this.counters.rowsCommitted += batch.length;
         this.counters.lastBatchSize = batch.length;
+        this.notifyCommitted(batch.length, performance.now() - started);
         return undefined;
       } catch (error) {
         this.counters.failedCommits += 1;

@@ -5,6 +5,7 @@ import type { TaskErrorInfo, TaskRecord, TokenUsage } from '../services/task-typ
 import { TaskEventKind, TaskStatus } from '../services/task-types';
 import { builder } from './builder';
 import './scalars';
+import { trackSubscription } from './track-subscription';
 
 /** Tasks per page when the client gives no `first`. */
 export const DEFAULT_PAGE_SIZE = 20;
@@ -249,8 +250,8 @@ builder.subscriptionFields((t) => ({
         description: 'Last seq the client has seen; 0 or absent replays everything.',
       }),
     },
-    subscribe: (_root, args, ctx) =>
-      ctx.tasks.subscribe(String(args.id), ctx.caller, args.afterSeq),
+    subscribe: async (_root, args, ctx) =>
+      trackSubscription(ctx, await ctx.tasks.subscribe(String(args.id), ctx.caller, args.afterSeq)),
     resolve: (event) => event,
   }),
 }));

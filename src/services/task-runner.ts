@@ -4,6 +4,7 @@ import { ErrorCode } from '../errors';
 import type { FinishReason, LlmProvider } from './llm/provider';
 import { ProviderError, ProviderErrorCode } from './llm/provider';
 import type { LiveTask, LiveTaskRegistry } from './live-tasks';
+import type { Metrics } from './metrics/metrics';
 import type { TaskErrorInfo, TokenUsage } from './task-types';
 import { TaskStatus } from './task-types';
 
@@ -16,6 +17,8 @@ export interface TaskRunnerOptions {
   maxAttempts: number;
   /** Milliseconds before the first retry; each further retry doubles it. */
   retryBaseMs: number;
+  /** Receives request, token and error figures. */
+  metrics?: Metrics;
 }
 
 /** Longest wait between two attempts, whatever the upstream's `Retry-After` says. */
@@ -39,6 +42,7 @@ export class TaskRunner {
       const failure = await this.attempt(live, signal);
       if (!failure?.retry) return;
       if (!this.options.tasks.retry(live, failure.error)) return;
+      this.options.metrics?.llmRetried();
       this.options.logger.warn(
         { taskId: live.record.id, attempt: live.record.attempts, delayMs: failure.delayMs },
         `Retrying after a transient provider error: ${failure.error.message}`,
@@ -57,6 +61,10 @@ export class TaskRunner {
     const { record } = live;
     let usage: TokenUsage | null = null;
     let finishReason: FinishReason | undefined;
+    const metrics = this.options.metrics;
+    const requestedAt = performance.now();
+    let firstTokenAt: number | undefined;
+    metrics?.llmRequest();
     try {
       const stream = provider.generate({
         model: record.model,
@@ -68,6 +76,10 @@ export class TaskRunner {
       for await (const chunk of stream) {
         if (signal.aborted) return undefined;
         if (chunk.type === 'token') {
+          if (firstTokenAt === undefined) {
+            firstTokenAt = performance.now();
+            metrics?.llmFirstToken((firstTokenAt - requestedAt) / 1000);
+          }
           if (!tasks.appendToken(live, chunk.text)) return undefined;
         } else if (chunk.type === 'usage') {
           usage = chunk.usage;
@@ -83,10 +95,13 @@ export class TaskRunner {
         );
       }
       const result = live.parts.join('');
+      const generationSeconds = (performance.now() - (firstTokenAt ?? requestedAt)) / 1000;
+      metrics?.llmCompleted(live.parts.length, generationSeconds, usage);
       tasks.finish(live, { status: TaskStatus.COMPLETED, result, usage, finishReason });
       return undefined;
     } catch (error) {
       if (signal.aborted || live.record.status !== TaskStatus.RUNNING) return undefined;
+      metrics?.llmFailed(describeFailure(error).code);
       return this.handleFailure(live, error);
     }
   }

@@ -22,6 +22,7 @@ import type { LiveTask, TaskEnding } from './live-tasks';
 import type { TaskRecord, TaskStatus } from './task-types';
 import { TaskEventKind, TaskStatus as Status, isTerminal } from './task-types';
 import { recoverTasks } from './task-recovery';
+import type { Metrics } from './metrics/metrics';
 
 /** Who is calling: tasks belong to their submitter, and only admins see other users' tasks. */
 export interface Caller {
@@ -37,6 +38,8 @@ export interface TaskServiceOptions {
   logger: Logger;
   /** @default a new in-memory bus */
   bus?: TaskEventBus;
+  /** Receives queue, task and provider figures. @default none recorded */
+  metrics?: Metrics;
 }
 
 /** Arguments of {@link TaskService.list}. */
@@ -72,6 +75,7 @@ export class TaskService {
   private readonly queue: PriorityQueue<QueueItem>;
   private readonly pool: WorkerPool<QueueItem>;
   private readonly cache: CacheCoordinator;
+  private readonly metrics?: Metrics;
   private readonly pendingKeys = new Map<string, Promise<TaskRecord>>();
   private admitting = 0;
   private shuttingDown = false;
@@ -85,6 +89,7 @@ export class TaskService {
     this.provider = options.provider;
     this.logger = options.logger.child({ area: 'queue' });
     this.bus = options.bus ?? new TaskEventBus();
+    this.metrics = options.metrics;
     this.tasks = new LiveTaskRegistry(this.store, this.bus, this.logger);
     this.tasks.onFinish((live, ending, followers) => this.handleFinish(live, ending, followers));
     this.cache = this.createCache(options.logger.child({ area: 'cache' }));
@@ -119,6 +124,17 @@ export class TaskService {
 
   /** Validates and enqueues a task; its QUEUED row is committed before this returns. */
   async submit(input: SubmitTaskInput, caller: Caller): Promise<TaskRecord> {
+    try {
+      const record = await this.submitValidated(input, caller);
+      this.metrics?.taskAccepted();
+      return record;
+    } catch (error) {
+      if (error instanceof TaskwireError) this.metrics?.taskRejected(error.code);
+      throw error;
+    }
+  }
+
+  private async submitValidated(input: SubmitTaskInput, caller: Caller): Promise<TaskRecord> {
     const submission = validateSubmission(input, {
       promptMaxChars: this.config.PROMPT_MAX_CHARS,
       maxTokens: this.config.TASK_MAX_TOKENS,
@@ -337,6 +353,7 @@ export class TaskService {
       logger: this.logger,
       maxAttempts: this.config.TASK_MAX_ATTEMPTS,
       retryBaseMs: this.config.TASK_RETRY_BASE_MS,
+      metrics: this.metrics,
     });
     const pool = new WorkerPool<QueueItem>({
       queue: this.queue,
@@ -350,6 +367,10 @@ export class TaskService {
     });
     pool.on('settled', ({ job, outcome }) => this.handleSettled(job.id, outcome));
     pool.on('dequeued', () => this.publishPositions());
+    pool.on('start', (job) => {
+      const live = this.tasks.get(job.id);
+      if (live) this.metrics?.taskStarted((Date.now() - live.record.createdAt.getTime()) / 1000);
+    });
     return pool;
   }
 
@@ -421,6 +442,7 @@ export class TaskService {
     const record = { ...completedFromCache(base, hit, new Date()), lastSeq: chunks.length + 2 };
     await this.store.insert(record);
     this.tasks.replayCompleted(record, chunks);
+    this.metrics?.taskFinished(Status.COMPLETED, 0);
     return record;
   }
 
@@ -511,6 +533,9 @@ export class TaskService {
    */
   private handleFinish(live: LiveTask, ending: TaskEnding, followers: LiveTask[]): void {
     this.cache.remember(live, ending);
+    const { startedAt, finishedAt } = live.record;
+    const runMs = startedAt && finishedAt ? finishedAt.getTime() - startedAt.getTime() : null;
+    this.metrics?.taskFinished(ending.status, runMs === null ? null : runMs / 1000);
     const key = live.record.cacheKey;
     const flight = key === null ? undefined : this.cache.flight(key);
     if (flight?.leader === live) this.cache.end(flight, ending);

@@ -1,0 +1,488 @@
+import { stat } from 'node:fs/promises';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { IntervalHistogram } from 'node:perf_hooks';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BatchWriterStats, CommitListener } from '../../db/batch-writer';
+import type { CacheCoordinatorStats } from '../cache/cache-coordinator';
+import type { TokenUsage } from '../task-types';
+import type { Percentiles } from './windowed-timing';
+import { WindowedTiming } from './windowed-timing';
+
+/** Queue figures as the task service reports them. */
+export interface QueueFigures {
+  depth: number;
+  capacity: number;
+  running: number;
+  workers: number;
+  paused: boolean;
+}
+
+/** Where the metrics read the figures they do not count themselves. */
+export interface MetricsSources {
+  queue: () => QueueFigures;
+  cache: () => CacheCoordinatorStats;
+  writer: { readonly stats: BatchWriterStats; onCommit(listener: CommitListener): () => void };
+  /** Path of the SQLite `-wal` file, or null for a database without one. */
+  walPath: string | null;
+}
+
+/** Transports a subscription can run on. */
+export type Transport = 'websocket' | 'sse';
+
+/** Every figure of the `metrics` query, read from the same collectors as `/metrics`. */
+export interface MetricsSnapshot {
+  queue: QueueFigures & {
+    accepted: number;
+    rejected: number;
+    totals: Record<'completed' | 'failed' | 'cancelled', number>;
+    waitTime: Percentiles;
+    runTime: Percentiles;
+  };
+  llm: {
+    requests: number;
+    retries: number;
+    errors: Array<{ code: string; count: number }>;
+    tokensIn: number;
+    tokensOut: number;
+    timeToFirstToken: Percentiles;
+    tokensPerSecond: Percentiles;
+  };
+  cache: CacheCoordinatorStats & { hitRate: number };
+  db: BatchWriterStats & { writeLatency: Percentiles; batchSize: Percentiles; walBytes: number };
+  subscriptions: { connections: number; websocket: number; sse: number };
+  process: {
+    uptimeSeconds: number;
+    rssBytes: number;
+    heapUsedBytes: number;
+    eventLoopDelay: Percentiles;
+  };
+}
+
+const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const DB_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/**
+ * The server's figures, kept once in a prom-client registry and read by both the `metrics` query
+ * and `/metrics`, so the two never disagree. Services call the recording methods; figures that
+ * other parts already count (queue, cache, writer) are read from them when collected.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private sources?: MetricsSources;
+  private readonly startedAt = Date.now();
+  private readonly loopDelay: IntervalHistogram;
+  private detachWriter?: () => void;
+  private readonly accepted: Counter;
+  private readonly rejected: Counter<'code'>;
+  private readonly finished: Counter<'status'>;
+  private readonly llmRequests: Counter;
+  private readonly llmRetries: Counter;
+  private readonly llmErrors: Counter<'code'>;
+  private readonly llmTokens: Counter<'direction'>;
+  private readonly connections: Gauge;
+  private readonly subscriptionsActive: Gauge<'transport'>;
+  private readonly waitTime: WindowedTiming;
+  private readonly runTime: WindowedTiming;
+  private readonly firstToken: WindowedTiming;
+  private readonly tokenRate: WindowedTiming;
+  private readonly writeLatency: WindowedTiming;
+  private readonly batchSize: WindowedTiming;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    this.loopDelay.enable();
+    this.accepted = new Counter({
+      name: 'taskwire_tasks_accepted_total',
+      help: 'Tasks accepted since start.',
+      registers,
+    });
+    this.rejected = new Counter({
+      name: 'taskwire_tasks_rejected_total',
+      help: 'Submissions rejected since start, by error code.',
+      labelNames: ['code'],
+      registers,
+    });
+    this.finished = new Counter({
+      name: 'taskwire_tasks_finished_total',
+      help: 'Tasks that ended since start, by status.',
+      labelNames: ['status'],
+      registers,
+    });
+    this.llmRequests = new Counter({
+      name: 'taskwire_llm_requests_total',
+      help: 'Generation requests sent to the provider.',
+      registers,
+    });
+    this.llmRetries = new Counter({
+      name: 'taskwire_llm_retries_total',
+      help: 'Attempts retried after a transient provider error.',
+      registers,
+    });
+    this.llmErrors = new Counter({
+      name: 'taskwire_llm_errors_total',
+      help: 'Failed provider requests, by error code.',
+      labelNames: ['code'],
+      registers,
+    });
+    this.llmTokens = new Counter({
+      name: 'taskwire_llm_tokens_total',
+      help: 'Tokens sent to (in) and generated by (out) the provider.',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.connections = new Gauge({
+      name: 'taskwire_websocket_connections',
+      help: 'Open WebSocket connections.',
+      registers,
+    });
+    this.subscriptionsActive = new Gauge({
+      name: 'taskwire_subscriptions_active',
+      help: 'Active subscriptions, by transport.',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.waitTime = this.timing(
+      'taskwire_task_wait_seconds',
+      'Time tasks waited in the queue.',
+      LATENCY_BUCKETS,
+    );
+    this.runTime = this.timing(
+      'taskwire_task_run_seconds',
+      "Time from a task's start to its end.",
+      LATENCY_BUCKETS,
+    );
+    this.firstToken = this.timing(
+      'taskwire_llm_time_to_first_token_seconds',
+      'Time from a provider request to its first token.',
+      LATENCY_BUCKETS,
+    );
+    this.tokenRate = this.timing(
+      'taskwire_llm_tokens_per_second',
+      'Generated tokens per second of a provider request.',
+      [1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
+    );
+    this.writeLatency = this.timing(
+      'taskwire_db_commit_seconds',
+      'Duration of one group commit.',
+      DB_BUCKETS,
+    );
+    this.batchSize = this.timing(
+      'taskwire_db_batch_rows',
+      'Rows in one group commit.',
+      [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    );
+    for (const status of ['completed', 'failed', 'cancelled']) this.finished.inc({ status }, 0);
+    this.createSourceGauges();
+  }
+
+  /** Connects the figures other parts count; call once their owners exist. */
+  attach(sources: MetricsSources): void {
+    this.sources = sources;
+    this.detachWriter = sources.writer.onCommit((rows, ms) => {
+      this.writeLatency.observe(ms / 1000);
+      this.batchSize.observe(rows);
+    });
+  }
+
+  taskAccepted(): void {
+    this.accepted.inc();
+  }
+
+  taskRejected(code: string): void {
+    this.rejected.inc({ code });
+  }
+
+  /** A task left the queue after waiting `seconds`. */
+  taskStarted(waitSeconds: number): void {
+    this.waitTime.observe(Math.max(0, waitSeconds));
+  }
+
+  /** A task ended; `runSeconds` is null for one that never started. */
+  taskFinished(status: string, runSeconds: number | null): void {
+    this.finished.inc({ status: status.toLowerCase() });
+    if (runSeconds !== null) this.runTime.observe(Math.max(0, runSeconds));
+  }
+
+  llmRequest(): void {
+    this.llmRequests.inc();
+  }
+
+  llmFirstToken(seconds: number): void {
+    this.firstToken.observe(seconds);
+  }
+
+  /** A provider request finished normally with `tokens` streamed over `seconds` of generation. */
+  llmCompleted(tokens: number, generationSeconds: number, usage: TokenUsage | null): void {
+    this.llmTokens.inc({ direction: 'out' }, usage?.completionTokens ?? tokens);
+    if (usage?.promptTokens) this.llmTokens.inc({ direction: 'in' }, usage.promptTokens);
+    if (tokens > 1 && generationSeconds > 0) this.tokenRate.observe(tokens / generationSeconds);
+  }
+
+  llmFailed(code: string): void {
+    this.llmErrors.inc({ code });
+  }
+
+  llmRetried(): void {
+    this.llmRetries.inc();
+  }
+
+  webSocketOpened(): void {
+    this.connections.inc();
+  }
+
+  webSocketClosed(): void {
+    this.connections.dec();
+  }
+
+  subscriptionStarted(transport: Transport): void {
+    this.subscriptionsActive.inc({ transport });
+  }
+
+  subscriptionEnded(transport: Transport): void {
+    this.subscriptionsActive.dec({ transport });
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  prometheus(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Every figure, for the `metrics` query and the `metricsUpdated` subscription. */
+  async snapshot(): Promise<MetricsSnapshot> {
+    const sources = this.requireSources();
+    const cache = sources.cache();
+    const lookups = cache.memoryHits + cache.memoryMisses;
+    return {
+      queue: await this.queueSnapshot(sources),
+      llm: await this.llmSnapshot(),
+      cache: {
+        ...cache,
+        hitRate: lookups === 0 ? 0 : (cache.memoryHits + cache.databaseHits) / lookups,
+      },
+      db: {
+        ...sources.writer.stats,
+        writeLatency: await this.writeLatency.percentiles(),
+        batchSize: await this.batchSize.percentiles(),
+        walBytes: await walSize(sources.walPath),
+      },
+      subscriptions: {
+        connections: await value(this.connections),
+        websocket: await value(this.subscriptionsActive, { transport: 'websocket' }),
+        sse: await value(this.subscriptionsActive, { transport: 'sse' }),
+      },
+      process: this.processSnapshot(),
+    };
+  }
+
+  /** Stops the event-loop monitor and detaches from the writer. */
+  close(): void {
+    this.loopDelay.disable();
+    this.detachWriter?.();
+  }
+
+  private async queueSnapshot(sources: MetricsSources): Promise<MetricsSnapshot['queue']> {
+    return {
+      ...sources.queue(),
+      accepted: await value(this.accepted),
+      rejected: await sum(this.rejected),
+      totals: {
+        completed: await value(this.finished, { status: 'completed' }),
+        failed: await value(this.finished, { status: 'failed' }),
+        cancelled: await value(this.finished, { status: 'cancelled' }),
+      },
+      waitTime: await this.waitTime.percentiles(),
+      runTime: await this.runTime.percentiles(),
+    };
+  }
+
+  private async llmSnapshot(): Promise<MetricsSnapshot['llm']> {
+    const errors = (await this.llmErrors.get()).values.map((item) => ({
+      code: String(item.labels.code),
+      count: item.value,
+    }));
+    return {
+      requests: await value(this.llmRequests),
+      retries: await value(this.llmRetries),
+      errors,
+      tokensIn: await value(this.llmTokens, { direction: 'in' }),
+      tokensOut: await value(this.llmTokens, { direction: 'out' }),
+      timeToFirstToken: await this.firstToken.percentiles(),
+      tokensPerSecond: await this.tokenRate.percentiles(),
+    };
+  }
+
+  private processSnapshot(): MetricsSnapshot['process'] {
+    const memory = process.memoryUsage();
+    const delay = this.loopDelay;
+    const seconds = (nanos: number) => (Number.isFinite(nanos) ? nanos / 1e9 : null);
+    return {
+      uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+      rssBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      eventLoopDelay: {
+        count: delay.count,
+        p50: delay.count === 0 ? null : seconds(delay.percentile(50)),
+        p95: delay.count === 0 ? null : seconds(delay.percentile(95)),
+        p99: delay.count === 0 ? null : seconds(delay.percentile(99)),
+      },
+    };
+  }
+
+  private timing(name: string, help: string, buckets: number[]): WindowedTiming {
+    return new WindowedTiming({ name, help, buckets, registry: this.registry });
+  }
+
+  private requireSources(): MetricsSources {
+    if (!this.sources) throw new Error('Metrics.attach() was not called');
+    return this.sources;
+  }
+
+  /** Gauges and counters read from the queue, the cache and the writer when collected. */
+  private createSourceGauges(): void {
+    const registers = [this.registry];
+    const current = () => this.sources;
+    const gauge = (name: string, help: string, read: (s: MetricsSources) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const sources = current();
+          if (sources) this.set(read(sources));
+        },
+      });
+    gauge('taskwire_queue_depth', 'Tasks waiting for a worker.', (s) => s.queue().depth);
+    gauge(
+      'taskwire_queue_capacity',
+      'Tasks that may wait before QUEUE_FULL.',
+      (s) => s.queue().capacity,
+    );
+    gauge('taskwire_queue_running', 'Tasks being generated.', (s) => s.queue().running);
+    gauge('taskwire_workers', 'Tasks that may be generated at once.', (s) => s.queue().workers);
+    gauge('taskwire_queue_paused', '1 while the queue is paused.', (s) => Number(s.queue().paused));
+    gauge(
+      'taskwire_cache_entries',
+      'Entries in the memory tier of the cache.',
+      (s) => s.cache().memoryEntries,
+    );
+    gauge(
+      'taskwire_cache_bytes',
+      'Bytes of answers in the memory tier of the cache.',
+      (s) => s.cache().memoryBytes,
+    );
+    gauge(
+      'taskwire_db_pending_writes',
+      'Writes waiting for a group commit.',
+      (s) => s.writer.stats.pending,
+    );
+    this.createCacheCounters();
+  }
+
+  private createCacheCounters(): void {
+    const registers = [this.registry];
+    const current = () => this.sources;
+    new Counter({
+      name: 'taskwire_cache_requests_total',
+      help: 'Cache lookups by tier and result.',
+      labelNames: ['tier', 'result'],
+      registers,
+      collect() {
+        const stats = current()?.cache();
+        if (!stats) return;
+        this.reset();
+        this.inc({ tier: 'memory', result: 'hit' }, stats.memoryHits);
+        this.inc({ tier: 'memory', result: 'miss' }, stats.memoryMisses);
+        this.inc({ tier: 'database', result: 'hit' }, stats.databaseHits);
+        this.inc({ tier: 'database', result: 'miss' }, stats.databaseMisses);
+      },
+    });
+    const counter = (name: string, help: string, read: (stats: CacheCoordinatorStats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const stats = current()?.cache();
+          if (!stats) return;
+          this.reset();
+          this.inc(read(stats));
+        },
+      });
+    counter(
+      'taskwire_cache_coalesced_total',
+      'Tasks that shared a running identical generation.',
+      (s) => s.coalesced,
+    );
+    counter(
+      'taskwire_cache_evictions_total',
+      'Entries evicted from the memory tier.',
+      (s) => s.evictions,
+    );
+    counter(
+      'taskwire_cache_expirations_total',
+      'Entries expired in either tier.',
+      (s) => s.expirations,
+    );
+    const writerCounter = (name: string, help: string, read: (stats: BatchWriterStats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const stats = current()?.writer.stats;
+          if (!stats) return;
+          this.reset();
+          this.inc(read(stats));
+        },
+      });
+    writerCounter(
+      'taskwire_db_batches_total',
+      'Group commits since start.',
+      (s) => s.batchesCommitted,
+    );
+    writerCounter(
+      'taskwire_db_rows_total',
+      'Rows written by group commits since start.',
+      (s) => s.rowsCommitted,
+    );
+    writerCounter(
+      'taskwire_db_failed_commits_total',
+      'Commit attempts that failed.',
+      (s) => s.failedCommits,
+    );
+    new Gauge({
+      name: 'taskwire_db_wal_bytes',
+      help: 'Size of the SQLite write-ahead log file.',
+      registers,
+      async collect() {
+        this.set(await walSize(current()?.walPath ?? null));
+      },
+    });
+  }
+}
+
+async function value<T extends string>(
+  metric: Counter<T> | Gauge<T>,
+  labels: Partial<Record<T, string>> = {},
+): Promise<number> {
+  const { values } = await metric.get();
+  const expected = Object.entries(labels) as Array<[T, string]>;
+  const match = values.find((item) => expected.every(([key, label]) => item.labels[key] === label));
+  return match?.value ?? 0;
+}
+
+async function sum<T extends string>(metric: Counter<T>): Promise<number> {
+  const { values } = await metric.get();
+  return values.reduce((total, item) => total + item.value, 0);
+}
+
+async function walSize(path: string | null): Promise<number> {
+  if (path === null) return 0;
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
