@@ -2,6 +2,12 @@ import { z } from 'zod';
 
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+const booleanFlag = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0'])
+    .transform((value) => value === 'true' || value === '1')
+    .default(fallback);
+
 const configSchema = z.object({
   /** TCP port of the HTTP and WebSocket server. @default 4000 */
   PORT: integer(0, 65535).default(4000),
@@ -73,22 +79,70 @@ const configSchema = z.object({
    */
   CACHE_NORMALIZE: z.enum(['conservative', 'aggressive']).default('conservative'),
   /** Caches answers of the demo provider too (for benchmarks). @default false */
-  CACHE_DEMO_ANSWERS: z
-    .enum(['true', 'false', '1', '0'])
-    .transform((value) => value === 'true' || value === '1')
-    .default(false),
+  CACHE_DEMO_ANSWERS: booleanFlag(false),
   /** Milliseconds between two sweeps of expired cache entries. @default 60000 */
   CACHE_SWEEP_MS: integer(100, 86_400_000).default(60_000),
   /** Bearer token that grants admin operations such as `purgeCache`; unset disables them. */
   ADMIN_TOKEN: z.string().min(16, 'must have at least 16 characters').optional(),
   /** Milliseconds between two log lines with queue and cache figures; 0 turns them off. @default 30000 */
   METRICS_LOG_INTERVAL_MS: integer(0, 86_400_000).default(30_000),
+  /**
+   * `apikey` requires an API key on every request; `none` serves everyone as one local user.
+   * @default apikey, or none when HOST is a loopback address
+   */
+  AUTH_MODE: z.enum(['none', 'apikey']).optional(),
+  /** Tasks one user may have waiting in the queue. @default 20 */
+  USER_MAX_QUEUED: integer(1, 1_000_000).default(20),
+  /** Submissions one user may make per minute. @default 120 */
+  USER_SUBMITS_PER_MINUTE: integer(1, 1_000_000).default(120),
+  /** Deepest selection set an operation may have. @default 12 */
+  MAX_QUERY_DEPTH: integer(1, 1000).default(12),
+  /** Aliases an operation may use. @default 15 */
+  MAX_QUERY_ALIASES: integer(0, 10_000).default(15),
+  /** Tokens an operation's text may have. @default 2000 */
+  MAX_QUERY_TOKENS: integer(10, 1_000_000).default(2000),
+  /** Directives an operation may use. @default 20 */
+  MAX_QUERY_DIRECTIVES: integer(0, 10_000).default(20),
+  /** Bytes a request body or WebSocket message may have. @default 2097152 (2 MiB) */
+  MAX_BODY_BYTES: integer(1024, 1 << 30).default(2 * 1024 * 1024),
+  /** Operations one batched HTTP request may carry; 1 turns batching off. @default 10 */
+  MAX_BATCH_OPERATIONS: integer(1, 1000).default(10),
+  /** Serves GraphiQL at the GraphQL path. @default true */
+  GRAPHIQL: booleanFlag(true),
+  /** Answers introspection queries. @default true */
+  INTROSPECTION: booleanFlag(true),
+  /** Milliseconds a WebSocket may take to send connection_init. @default 5000 */
+  WS_INIT_TIMEOUT_MS: integer(100, 600_000).default(5000),
+  /** Subscriptions one WebSocket may run at once. @default 100 */
+  WS_MAX_SUBSCRIPTIONS: integer(1, 100_000).default(100),
+  /** Milliseconds between keepalive pings on idle WebSockets; 0 turns them off. @default 15000 */
+  WS_KEEPALIVE_MS: integer(0, 600_000).default(15_000),
   /** Pino log level. @default info */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
 /** Validated settings of one server. */
-export type Config = z.infer<typeof configSchema>;
+export type Config = Omit<z.infer<typeof configSchema>, 'AUTH_MODE'> & {
+  AUTH_MODE: 'none' | 'apikey';
+};
+
+/** Returns whether `host` only accepts connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return bare === 'localhost' || bare === '::1' || /^127(\.\d{1,3}){3}$/.test(bare);
+}
+
+/** Fills in AUTH_MODE and rejects serving a non-loopback address without authentication. */
+function withAuthMode(parsed: z.infer<typeof configSchema>): Config {
+  const loopback = isLoopbackHost(parsed.HOST);
+  const mode = parsed.AUTH_MODE ?? (loopback ? 'none' : 'apikey');
+  if (mode === 'none' && !loopback) {
+    throw new ConfigError(
+      `Invalid configuration:\n  AUTH_MODE: none is only allowed on a loopback HOST, got HOST ${JSON.stringify(parsed.HOST)}. Use AUTH_MODE=apikey and create keys with npm run keys.`,
+    );
+  }
+  return { ...parsed, AUTH_MODE: mode };
+}
 
 /** Thrown when an environment variable is invalid; the message names each bad variable. */
 export class ConfigError extends Error {
@@ -114,7 +168,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** Validates settings given as an object, filling in defaults; used by tests and `loadConfig`. */
 export function parseConfig(input: Partial<Record<keyof Config, unknown>>): Config {
   const parsed = configSchema.safeParse(input);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) return withAuthMode(parsed.data);
   const problems = parsed.error.issues.map((issue) => {
     const key = issue.path.join('.');
     const value = JSON.stringify(input[key as keyof Config]);

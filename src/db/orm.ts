@@ -6,6 +6,7 @@ import { MikroORM } from '@mikro-orm/sqlite';
 import type { Options } from '@mikro-orm/sqlite';
 import { ConfigError } from '../config';
 import type { Logger } from '../logger';
+import { ApiKey } from './entities/api-key.entity';
 import { CacheEntry } from './entities/cache-entry.entity';
 import { Task } from './entities/task.entity';
 import { migrations } from './migrations';
@@ -132,7 +133,7 @@ export async function readPragmas(orm: MikroORM): Promise<SqlitePragmas> {
 function createOrmConfig(filename: string, options: CreateOrmOptions, log: Logger): Options {
   return {
     dbName: filename,
-    entities: [Task, CacheEntry],
+    entities: [Task, CacheEntry, ApiKey],
     extensions: [Migrator],
     migrations: {
       // Explicit imports, no glob: identical under tsc output, tsx and jest.

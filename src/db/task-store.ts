@@ -3,6 +3,7 @@ import type { Knex, MikroORM } from '@mikro-orm/sqlite';
 import type { Logger } from '../logger';
 import type { TaskRecord, TaskStatus } from '../services/task-types';
 import { TERMINAL_STATUSES } from '../services/task-types';
+import { ApiKeyStore } from './api-key-store';
 import { BatchWriter } from './batch-writer';
 import type { CacheWrite } from './cache-store';
 import { CacheStore, applyCacheWrite } from './cache-store';
@@ -73,6 +74,8 @@ const c = TASK_COLUMNS;
 export class TaskStore {
   /** The persistent tier of the answer cache, sharing this store's connection and writer. */
   readonly cache: CacheStore;
+  /** API keys, on this store's connection. Their writes bypass the batch writer. */
+  readonly apiKeys: ApiKeyStore;
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -87,6 +90,7 @@ export class TaskStore {
       () => this.knex,
       (op) => this.writer.write(op),
     );
+    this.apiKeys = new ApiKeyStore(() => this.knex);
   }
 
   /** Opens the database, runs migrations and starts the writer. */

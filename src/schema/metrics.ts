@@ -30,7 +30,8 @@ const StatusTotalsRef = builder.objectRef<QueueFigures['totals']>('TaskStatusTot
   }),
 });
 
-const QueueMetricsRef = builder.objectRef<QueueFigures>('QueueMetrics').implement({
+/** The GraphQL `QueueMetrics` type. */
+export const QueueMetricsRef = builder.objectRef<QueueFigures>('QueueMetrics').implement({
   description: 'The task queue and its workers.',
   fields: (t) => ({
     depth: t.exposeInt('depth', { description: 'Tasks waiting for a worker.' }),

@@ -49,6 +49,7 @@ const ENDING_EVENT = {
  */
 export class LiveTaskRegistry {
   private readonly tasks = new Map<string, LiveTask>();
+  private readonly queuedByUser = new Map<string, number>();
   private finishListener?: FinishListener;
 
   constructor(
@@ -69,6 +70,17 @@ export class LiveTaskRegistry {
     return this.tasks.values();
   }
 
+  /** Number of the user's tasks that are QUEUED. */
+  queuedCount(userId: string): number {
+    return this.queuedByUser.get(userId) ?? 0;
+  }
+
+  private countQueued(record: TaskRecord, change: 1 | -1): void {
+    const count = (this.queuedByUser.get(record.userId) ?? 0) + change;
+    if (count > 0) this.queuedByUser.set(record.userId, count);
+    else this.queuedByUser.delete(record.userId);
+  }
+
   /** Sets the one listener told about every task that ends. */
   onFinish(listener: FinishListener): void {
     this.finishListener = listener;
@@ -85,6 +97,7 @@ export class LiveTaskRegistry {
       cacheTtlSeconds,
     };
     this.tasks.set(record.id, live);
+    this.countQueued(record, 1);
     this.bus.open(record.id, record.lastSeq);
     this.publish(live, TaskEventKind.QUEUED, { queuePosition });
     return live;
@@ -131,7 +144,10 @@ export class LiveTaskRegistry {
    */
   requeue(live: LiveTask, queuePosition: number | null): void {
     if (isTerminal(live.record.status)) return;
-    if (live.record.status === TaskStatus.RUNNING) this.publish(live, TaskEventKind.RETRYING, {});
+    if (live.record.status === TaskStatus.RUNNING) {
+      this.publish(live, TaskEventKind.RETRYING, {});
+      this.countQueued(live.record, 1);
+    }
     live.leader = null;
     live.parts = [];
     live.record = { ...live.record, status: TaskStatus.QUEUED, coalesced: false };
@@ -142,6 +158,7 @@ export class LiveTaskRegistry {
   /** Marks the start of an attempt; returns false when the task already ended. */
   start(live: LiveTask): boolean {
     if (isTerminal(live.record.status)) return false;
+    if (live.record.status === TaskStatus.QUEUED) this.countQueued(live.record, -1);
     const now = new Date();
     live.parts = [];
     live.record = {
@@ -182,6 +199,7 @@ export class LiveTaskRegistry {
   /** Ends a task once; returns false when it had already ended. */
   finish(live: LiveTask, ending: TaskEnding): boolean {
     if (isTerminal(live.record.status)) return false;
+    if (live.record.status === TaskStatus.QUEUED) this.countQueued(live.record, -1);
     const finishedAt = new Date();
     const patch: Partial<TaskRecord> =
       ending.status === TaskStatus.COMPLETED
@@ -207,6 +225,7 @@ export class LiveTaskRegistry {
    */
   release(live: LiveTask): void {
     if (isTerminal(live.record.status)) return;
+    if (live.record.status === TaskStatus.QUEUED) this.countQueued(live.record, -1);
     this.tasks.delete(live.record.id);
     this.persist(live, { status: TaskStatus.QUEUED });
     for (const follower of live.followers) this.release(follower);

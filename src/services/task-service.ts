@@ -22,6 +22,7 @@ import type { LiveTask, TaskEnding } from './live-tasks';
 import type { TaskRecord, TaskStatus } from './task-types';
 import { TaskEventKind, TaskStatus as Status, isTerminal } from './task-types';
 import { recoverTasks } from './task-recovery';
+import { RateLimiter } from './rate-limiter';
 import type { Metrics } from './metrics/metrics';
 
 /** Who is calling: tasks belong to their submitter, and only admins see other users' tasks. */
@@ -59,6 +60,9 @@ export interface QueueSnapshot {
   paused: boolean;
 }
 
+/** Largest worker count `setWorkerCount` accepts, as the WORKERS setting. */
+export const MAX_WORKERS = 256;
+
 const CANCELLED_BY_CLIENT = { code: ErrorCode.CANCELLED, message: 'Cancelled by the client.' };
 
 /**
@@ -77,6 +81,7 @@ export class TaskService {
   private readonly cache: CacheCoordinator;
   private readonly metrics?: Metrics;
   private readonly pendingKeys = new Map<string, Promise<TaskRecord>>();
+  private readonly submitLimiter: RateLimiter;
   private admitting = 0;
   private shuttingDown = false;
   private retentionTimer?: NodeJS.Timeout;
@@ -90,6 +95,7 @@ export class TaskService {
     this.logger = options.logger.child({ area: 'queue' });
     this.bus = options.bus ?? new TaskEventBus();
     this.metrics = options.metrics;
+    this.submitLimiter = new RateLimiter({ perMinute: this.config.USER_SUBMITS_PER_MINUTE });
     this.tasks = new LiveTaskRegistry(this.store, this.bus, this.logger);
     this.tasks.onFinish((live, ending, followers) => this.handleFinish(live, ending, followers));
     this.cache = this.createCache(options.logger.child({ area: 'cache' }));
@@ -140,6 +146,7 @@ export class TaskService {
       maxTokens: this.config.TASK_MAX_TOKENS,
     });
     this.assertAccepting();
+    if (this.limitsUsers(caller)) this.submitLimiter.take(caller.userId);
     if (submission.idempotencyKey === null) return this.admit(submission, caller);
     const mapKey = `${caller.userId}\u0000${submission.idempotencyKey}`;
     const pending = this.pendingKeys.get(mapKey);
@@ -241,6 +248,31 @@ export class TaskService {
   /** Returns the 1-based queue position of a queued task, or null. */
   queuePosition(id: string): number | null {
     return this.queue.position(id) ?? null;
+  }
+
+  /** Changes the number of workers; running tasks are never dropped when it shrinks. */
+  setWorkerCount(count: number, caller: Caller): QueueSnapshot {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_WORKERS) {
+      invalidInput('count', `expected an integer from 1 to ${MAX_WORKERS}, got ${count}.`);
+    }
+    const before = this.pool.concurrency;
+    this.pool.setConcurrency(count);
+    this.logger.info({ admin: caller.userId, before, after: count }, 'Worker count changed');
+    return this.snapshot();
+  }
+
+  /** Stops starting queued tasks; running ones go on. */
+  pause(caller: Caller): QueueSnapshot {
+    this.pool.pause();
+    this.logger.info({ admin: caller.userId }, 'Queue paused');
+    return this.snapshot();
+  }
+
+  /** Starts queued tasks again. */
+  resume(caller: Caller): QueueSnapshot {
+    this.pool.resume();
+    this.logger.info({ admin: caller.userId }, 'Queue resumed');
+    return this.snapshot();
   }
 
   /** Current queue figures. */
@@ -453,6 +485,7 @@ export class TaskService {
     key: string,
     flight: Flight,
   ): Promise<TaskRecord> {
+    this.assertUserQueueRoom(caller);
     const record = { ...this.createRecord(submission, caller, key), coalesced: true };
     await this.store.insert(record);
     this.assertAccepting();
@@ -468,6 +501,7 @@ export class TaskService {
     caller: Caller,
     key: string | null,
   ): Promise<TaskRecord> {
+    this.assertUserQueueRoom(caller);
     if (this.queue.size + this.admitting >= this.queue.capacity) throw this.queueFull();
     // Claimed before the insert, so identical tasks that arrive meanwhile join this one.
     const flight = key !== null && !this.cache.flight(key) ? this.cache.claim(key) : null;
@@ -507,7 +541,7 @@ export class TaskService {
       return;
     }
     const flight = key === null ? null : this.cache.claim(key);
-    const job = { id: live.record.id, priority: live.record.priority };
+    const job = { id: live.record.id, priority: this.fairPriority(live.record) };
     this.pool.add(job, {
       force: true,
       onQueued: () => this.tasks.requeue(live, this.queue.position(job.id) ?? null),
@@ -543,6 +577,24 @@ export class TaskService {
       if (ending.status === Status.CANCELLED) this.runAlone(follower);
       else this.tasks.finish(follower, ending);
     }
+  }
+
+  /**
+   * Per-user limits apply to users authenticated by API key; admins and the single local user of
+   * AUTH_MODE=none are bound by the queue's own capacity only.
+   */
+  private limitsUsers(caller: Caller): boolean {
+    return this.config.AUTH_MODE === 'apikey' && !caller.isAdmin;
+  }
+
+  private assertUserQueueRoom(caller: Caller): void {
+    const limit = this.config.USER_MAX_QUEUED;
+    if (!this.limitsUsers(caller) || this.tasks.queuedCount(caller.userId) < limit) return;
+    throw new TaskwireError(
+      ErrorCode.RATE_LIMITED,
+      `You have ${limit} tasks waiting, the most allowed per user. Wait for some to start or cancel them.`,
+      { extensions: { limit, retryAfter: 1 } },
+    );
   }
 
   private queueFull(): QueueFullError {
@@ -585,7 +637,7 @@ export class TaskService {
     cacheTtlSeconds: number | null,
     flight: Flight | null,
   ): void {
-    const job = { id: record.id, priority: record.priority };
+    const job = { id: record.id, priority: this.fairPriority(record) };
     const enqueuedAt = recovered ? record.createdAt.getTime() : undefined;
     this.pool.add(job, {
       enqueuedAt,
@@ -595,6 +647,15 @@ export class TaskService {
         if (flight) this.lead(flight, live);
       },
     });
+  }
+
+  /**
+   * The priority a task queues with: its own, lowered by one level for each task its user already
+   * has waiting. A burst from one user then interleaves with other users' tasks instead of
+   * running ahead of them, while aging still lets every task through in the end.
+   */
+  private fairPriority(record: TaskRecord): number {
+    return record.priority - this.tasks.queuedCount(record.userId);
   }
 
   private publishPositions(): void {

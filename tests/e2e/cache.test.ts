@@ -332,7 +332,7 @@ describe('purgeCache', () => {
     const wrong = await postGraphQL(server.url, PURGE, {}, { authorization: 'Bearer nope' });
 
     expect(anonymous.errors?.[0].extensions?.code).toBe('FORBIDDEN');
-    expect(wrong.errors?.[0].extensions?.code).toBe('FORBIDDEN');
+    expect(wrong.errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
   });
 
   it('deletes the matching entries so the next request misses', async () => {

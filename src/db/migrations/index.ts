@@ -3,9 +3,11 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261204175937_initial } from './Migration20261204175937_initial';
 import { Migration20261204182518_cache } from './Migration20261204182518_cache';
+import { Migration20261204183629_api_keys } from './Migration20261204183629_api_keys';
 
 /** Every migration, oldest first; `createOrm` applies the pending ones at startup. */
 export const migrations: MigrationObject[] = [
   { name: 'Migration20261204175937_initial', class: Migration20261204175937_initial },
   { name: 'Migration20261204182518_cache', class: Migration20261204182518_cache },
+  { name: 'Migration20261204183629_api_keys', class: Migration20261204183629_api_keys },
 ];
