@@ -1,9 +1,14 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import { ConfigError, parseConfig } from '../../src/config';
 import type { Config } from '../../src/config';
 import { createProvider } from '../../src/services/llm/create-provider';
 import { DemoProvider } from '../../src/services/llm/demo-provider';
+import { LlamaProvider } from '../../src/services/llm/llama-provider';
+import { createTinyModel, writeTinyModel } from '../../src/services/llm/tiny-model';
 import { OpenAiProvider } from '../../src/services/llm/openai-provider';
 import { MockUpstream } from '../helpers/mock-upstream';
 
@@ -38,14 +43,64 @@ function create(settings: Partial<Record<keyof Config, unknown>>) {
 }
 
 describe('createProvider', () => {
-  it('picks the demo provider under auto without LLM_BASE_URL and warns that it runs no model', () => {
-    const { provider, lines } = create({});
+  it('runs the built-in model under auto by default', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'taskwire-provider-'));
+    const cwd = process.cwd();
+    // The built-in model is written under the working directory, which must not be the checkout.
+    process.chdir(dir);
+    try {
+      const { provider, lines } = create({ WORKERS: 3, LLM_THREADS: 1, LLM_CONTEXT_SIZE: 512 });
 
-    expect(provider).toBeInstanceOf(DemoProvider);
+      expect(provider).toBeInstanceOf(LlamaProvider);
+      expect(provider.defaultModel).toBe('taskwire-tiny');
+      const written = await readFile(join(dir, 'data', 'models', 'taskwire-tiny.gguf'));
+      expect(written.equals(createTinyModel())).toBe(true);
+      const warning = lines.find((line) => line.level === 40);
+      expect(warning?.area).toBe('llm');
+      expect(warning?.msg).toContain('built-in test model');
+      expect(String(warning?.hint)).toContain('LLM_MODEL_PATH');
+      expect(String(warning?.hint)).toContain('http://127.0.0.1:11434/v1');
+      const info = await (provider as LlamaProvider).ready();
+      expect(info).toMatchObject({ sequences: 3, threads: 1, contextSize: 512 });
+    } finally {
+      process.chdir(cwd);
+      await Promise.all(closeables.splice(0).map((provider) => provider.close()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs LLM_MODEL_PATH under auto', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'taskwire-provider-'));
+    try {
+      const modelPath = join(dir, 'model.gguf');
+      writeTinyModel(modelPath);
+
+      const { provider, lines } = create({ LLM_MODEL_PATH: modelPath, LLM_MODEL: 'tiny-test' });
+
+      expect(provider).toBeInstanceOf(LlamaProvider);
+      expect(provider.defaultModel).toBe('tiny-test');
+      expect(lines.some((line) => line.level === 40)).toBe(false);
+      expect(lines.find((line) => line.msg.includes('embedded llama.cpp engine'))).toMatchObject({
+        modelPath,
+        architecture: 'llama',
+      });
+    } finally {
+      await Promise.all(closeables.splice(0).map((provider) => provider.close()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('prefers LLM_BASE_URL to LLM_MODEL_PATH under auto', () => {
+    const { provider, lines } = create({
+      LLM_BASE_URL: 'http://127.0.0.1:11434',
+      LLM_MODEL: 'llama3.2',
+      LLM_MODEL_PATH: '/models/unused.gguf',
+    });
+
+    expect(provider).toBeInstanceOf(OpenAiProvider);
     const warning = lines.find((line) => line.level === 40);
-    expect(warning?.area).toBe('llm');
-    expect(warning?.msg).toContain('stand-in that does not run a language model');
-    expect(String(warning?.hint)).toContain('http://127.0.0.1:11434/v1');
+    expect(warning?.msg).toContain('LLM_PROVIDER=llama');
+    expect(warning?.ignoredLlmModelPath).toBe('/models/unused.gguf');
   });
 
   it('picks the OpenAI-compatible provider under auto when LLM_BASE_URL is set', () => {
@@ -85,10 +140,21 @@ describe('createProvider', () => {
     expect(() => create({ LLM_PROVIDER: 'openai' })).toThrow(/needs LLM_BASE_URL/);
   });
 
-  it('explains that the embedded llama engine is not in this build', () => {
-    expect(() => create({ LLM_PROVIDER: 'llama', LLM_MODEL_PATH: '/models/x.gguf' })).toThrow(
-      /not available in this build.*LLM_BASE_URL.*LLM_PROVIDER=demo/,
-    );
+  it('rejects an LLM_MODEL_PATH that is not GGUF', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'taskwire-provider-'));
+    try {
+      const modelPath = join(dir, 'notes.txt');
+      await writeFile(modelPath, 'these are not model weights');
+
+      expect(() => create({ LLM_PROVIDER: 'llama', LLM_MODEL_PATH: modelPath })).toThrow(
+        ConfigError,
+      );
+      expect(() => create({ LLM_PROVIDER: 'llama', LLM_MODEL_PATH: modelPath })).toThrow(
+        `LLM_MODEL_PATH=${modelPath} cannot be used: not a GGUF file`,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('gives the demo provider when asked for it, even with LLM_BASE_URL set', () => {

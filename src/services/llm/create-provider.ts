@@ -1,6 +1,7 @@
 import { ConfigError } from '../../config';
 import type { Config } from '../../config';
 import type { Logger } from '../../logger';
+import { createLlamaProvider } from './create-llama-provider';
 import { DemoProvider } from './demo-provider';
 import { OpenAiProvider } from './openai-provider';
 import type { LlmProvider } from './provider';
@@ -9,8 +10,9 @@ import type { LlmProvider } from './provider';
 const DEFAULT_OPENAI_MODEL = 'gpt-4o-mini';
 
 /**
- * Creates the provider `LLM_PROVIDER` names. `auto` picks `openai` when `LLM_BASE_URL` is set and the
- * demo stand-in otherwise, with a warning that says how to use a real model.
+ * Creates the provider `LLM_PROVIDER` names. `auto` picks `openai` when `LLM_BASE_URL` is set, and
+ * otherwise the embedded llama.cpp engine with `LLM_MODEL_PATH`, or with the built-in test model
+ * (with a warning that explains how to use a real model) when that is not set either.
  * @throws ConfigError when the chosen provider cannot run with these settings.
  */
 export function createProvider(config: Config, logger: Logger): LlmProvider {
@@ -21,19 +23,16 @@ export function createProvider(config: Config, logger: Logger): LlmProvider {
     case 'demo':
       return createDemoProvider(log);
     case 'llama':
-      throw new ConfigError(
-        'LLM_PROVIDER=llama: the embedded llama.cpp engine is not available in this build. Set LLM_BASE_URL to an OpenAI-compatible server (for example llama.cpp `llama-server` or Ollama at http://127.0.0.1:11434/v1), or set LLM_PROVIDER=demo.',
-      );
+      return createLlamaProvider(config, log);
     case 'auto':
-      if (config.LLM_BASE_URL !== undefined) return createOpenAiProvider(config, log);
-      log.warn(
-        {
-          hint: 'Set LLM_BASE_URL to an OpenAI-compatible server, such as Ollama at http://127.0.0.1:11434/v1 or a llama.cpp server at http://127.0.0.1:8080/v1, and LLM_MODEL to its model name.',
-          ignoredLlmModelPath: config.LLM_MODEL_PATH,
-        },
-        'No LLM_BASE_URL is set, so the demo provider answers: a stand-in that does not run a language model',
-      );
-      return createDemoProvider(log);
+      if (config.LLM_BASE_URL === undefined) return createLlamaProvider(config, log);
+      if (config.LLM_MODEL_PATH !== undefined) {
+        log.warn(
+          { ignoredLlmModelPath: config.LLM_MODEL_PATH },
+          'LLM_BASE_URL and LLM_MODEL_PATH are both set; LLM_PROVIDER=auto uses LLM_BASE_URL. Set LLM_PROVIDER=llama to run the model file instead.',
+        );
+      }
+      return createOpenAiProvider(config, log);
   }
 }
 

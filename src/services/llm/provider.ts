@@ -29,6 +29,8 @@ export interface LlmProvider {
   /** Model used when a task names none. */
   readonly defaultModel: string;
   generate(request: GenerateRequest): AsyncIterable<GenerateChunk>;
+  /** Resolves once the provider can serve, for one that loads a model; the server awaits it at start. */
+  ready?(): Promise<unknown>;
   /** Releases connections, models and other resources. Safe to call more than once. */
   close(): Promise<void>;
 }
