@@ -25,6 +25,12 @@ export interface CreateOrmOptions {
   logger: Logger;
   /** Logs every SQL statement at debug level. @default false */
   debug?: boolean;
+  /**
+   * Bytes SQLite leaves in the `-wal` file after a checkpoint resets it (`PRAGMA
+   * journal_size_limit`); without it one large transaction keeps the file at its peak size.
+   * @default 67108864 (64 MiB)
+   */
+  journalSizeLimitBytes?: number;
 }
 
 /** Per-connection SQLite settings as read back from the database. */
@@ -44,6 +50,7 @@ export interface SqliteTarget {
 }
 
 const MEMORY = ':memory:';
+const DEFAULT_JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
  * Opens the database, sets the pragmas on every connection, checks them and runs pending
@@ -55,6 +62,12 @@ export async function createOrm(options: CreateOrmOptions): Promise<MikroORM> {
   const { busyTimeoutMs } = options;
   if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
     throw new RangeError(`Expected busyTimeoutMs to be an integer >= 0, got ${busyTimeoutMs}.`);
+  }
+  const journalSizeLimit = options.journalSizeLimitBytes ?? DEFAULT_JOURNAL_SIZE_LIMIT_BYTES;
+  if (!Number.isSafeInteger(journalSizeLimit) || journalSizeLimit < 0) {
+    throw new RangeError(
+      `Expected journalSizeLimitBytes to be an integer >= 0, got ${journalSizeLimit}.`,
+    );
   }
   const { filename } = parseDatabaseUrl(options.databaseUrl);
   if (filename !== MEMORY) await mkdir(dirname(filename), { recursive: true });
@@ -145,7 +158,14 @@ function createOrmConfig(filename: string, options: CreateOrmOptions, log: Logge
     },
     // One connection: SQLite has one writer anyway, and `:memory:` is a separate database per
     // connection. Queries inside a transaction must therefore run on that transaction's connection.
-    pool: { min: 1, max: 1, afterCreate: createPragmaHook(options.busyTimeoutMs) },
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate: createPragmaHook(
+        options.busyTimeoutMs,
+        options.journalSizeLimitBytes ?? DEFAULT_JOURNAL_SIZE_LIMIT_BYTES,
+      ),
+    },
     // Keeps bound values (prompts, results) out of error messages and logs.
     driverOptions: { compileSqlOnError: false },
     // SQLite creates the file on first connection; there is no server-side database to create.
@@ -173,10 +193,11 @@ interface RawSqliteConnection {
  * Runs on every physical connection the pool opens. busy_timeout comes first so that switching
  * the journal mode also waits for a lock instead of failing at once.
  */
-function createPragmaHook(busyTimeoutMs: number) {
+function createPragmaHook(busyTimeoutMs: number, journalSizeLimitBytes: number) {
   const sql = [
     `PRAGMA busy_timeout = ${busyTimeoutMs}`,
     'PRAGMA journal_mode = WAL',
+    `PRAGMA journal_size_limit = ${journalSizeLimitBytes}`,
     'PRAGMA synchronous = NORMAL',
     'PRAGMA foreign_keys = ON',
   ].join(';\n');

@@ -11,6 +11,7 @@ import { TASK_COLUMNS, TASK_INDEXES, TASK_TABLE } from './entities/task.entity';
 import { createOrm } from './orm';
 import { fromTaskRow, toTaskRowValues } from './task-row';
 import type { TaskRow, TaskRowValues } from './task-row';
+import { WalCheckpointer } from './wal-checkpointer';
 import { runWriteTransaction } from './write-transaction';
 import type { WriteTransaction } from './write-transaction';
 
@@ -34,6 +35,10 @@ export interface TaskStoreOptions {
   retryDelayMs?: number;
   /** Logs every SQL statement at debug level. @default false */
   debug?: boolean;
+  /** Milliseconds between two PASSIVE WAL checkpoints; 0 turns them off. @default 30000 */
+  checkpointIntervalMs?: number;
+  /** `PRAGMA journal_size_limit` in bytes; see `CreateOrmOptions`. @default 67108864 (64 MiB) */
+  journalSizeLimitBytes?: number;
 }
 
 /** Options for {@link TaskStore.list}. */
@@ -83,6 +88,8 @@ export class TaskStore {
     readonly orm: MikroORM,
     /** The group-commit writer behind `insert` and `update`; `writer.stats` feeds metrics. */
     readonly writer: BatchWriter<TaskWrite>,
+    /** Periodic and closing WAL checkpoints; `checkpointer.stats` feeds tests. */
+    readonly checkpointer: WalCheckpointer,
     private readonly log: Logger,
     private readonly purgeChunkSize: number,
   ) {
@@ -111,7 +118,13 @@ export class TaskStore {
         retryDelayMs: options.retryDelayMs,
         logger: log,
       });
-      return new TaskStore(orm, writer, log, purgeChunkSize);
+      const checkpointer = new WalCheckpointer({
+        execute: (sql) => orm.em.getConnection().execute<Record<string, unknown>[]>(sql),
+        intervalMs: options.checkpointIntervalMs,
+        logger: log,
+      });
+      checkpointer.start();
+      return new TaskStore(orm, writer, checkpointer, log, purgeChunkSize);
     } catch (error) {
       await orm.close(true);
       throw error;
@@ -253,7 +266,10 @@ export class TaskStore {
     return this.writer.flush();
   }
 
-  /** Flushes pending writes and closes the database. Idempotent; runs both steps even if one fails. */
+  /**
+   * Flushes pending writes, truncates the WAL and closes the database. Idempotent; runs every step
+   * even if one fails.
+   */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
@@ -266,6 +282,7 @@ export class TaskStore {
   private async shutdown(): Promise<void> {
     const errors: unknown[] = [];
     await this.writer.close().catch((error: unknown) => errors.push(error));
+    await this.checkpointer.close().catch((error: unknown) => errors.push(error));
     await this.orm.close(true).catch((error: unknown) => errors.push(error));
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, 'Closing the task store failed');
