@@ -3,6 +3,7 @@
  *
  *   npm run client -- "Why is the sky blue?"
  *   TASKWIRE_URL=ws://127.0.0.1:4000/graphql npm run client -- --priority 5 "Hello"
+ *   TASKWIRE_API_KEY=tw_... npm run client -- "Hello"     # when the server uses AUTH_MODE=apikey
  */
 import { createClient } from 'graphql-ws';
 import type { Client } from 'graphql-ws';
@@ -52,10 +53,12 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   let priority = 0;
+  let rawPriority: string | undefined;
   const words: string[] = [];
   for (let i = 0; i < argv.length; i += 1) {
     if (argv[i] === '--priority') {
-      priority = Number(argv[i + 1]);
+      rawPriority = argv[i + 1];
+      priority = Number(rawPriority);
       i += 1;
     } else {
       words.push(argv[i]);
@@ -66,7 +69,14 @@ function parseArgs(argv: string[]): Options {
     console.error('Usage: npm run client -- [--priority N] "your prompt"');
     process.exit(2);
   }
-  return { prompt, priority, url: process.env.TASKWIRE_URL ?? 'ws://127.0.0.1:4000/graphql' };
+  if (!Number.isInteger(priority) || priority < -100 || priority > 100) {
+    console.error(
+      `--priority expects an integer from -100 to 100, got ${JSON.stringify(rawPriority)}.`,
+    );
+    process.exit(2);
+  }
+  const port = process.env.PORT ?? '4000';
+  return { prompt, priority, url: process.env.TASKWIRE_URL ?? `ws://127.0.0.1:${port}/graphql` };
 }
 
 /** Runs one typed operation over graphql-ws and yields its results. */
@@ -90,7 +100,13 @@ async function* run<TResult, TVariables>(
 
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
-  const client = createClient({ url: options.url, webSocketImpl: WebSocket, retryAttempts: 0 });
+  const apiKey = process.env.TASKWIRE_API_KEY;
+  const client = createClient({
+    url: options.url,
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    connectionParams: apiKey ? { authorization: `Bearer ${apiKey}` } : undefined,
+  });
   try {
     const input = { prompt: options.prompt, priority: options.priority };
     for await (const { submitTask } of run(client, SubmitTask, { input })) {
@@ -124,6 +140,17 @@ async function streamTask(client: Client, id: string): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
+  console.error(`Failed: ${describeError(error)}`);
   process.exit(1);
 });
+
+/** One line for an error, including the close event graphql-ws rejects with when a connection fails. */
+function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  const event = error as { code?: number; reason?: string; type?: string };
+  if (typeof event.code === 'number') {
+    return `the WebSocket closed with code ${event.code}${event.reason ? `: ${event.reason}` : ''}. Is the server running at that URL?`;
+  }
+  if (event.type === 'error') return 'could not connect. Is the server running at that URL?';
+  return String(error);
+}

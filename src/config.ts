@@ -39,7 +39,7 @@ const configSchema = z.object({
   QUEUE_MAX_SIZE: integer(1, 1_000_000).default(100),
   /** Milliseconds of waiting that raise a queued task's priority by one. @default 10000 */
   QUEUE_AGING_MS: integer(1, 86_400_000).default(10_000),
-  /** Milliseconds one attempt of a task may run before it fails with TIMEOUT. @default 120000 */
+  /** Milliseconds a task may run, retries included, before it fails with TIMEOUT. @default 120000 */
   TASK_TIMEOUT_MS: integer(10, 86_400_000).default(120_000),
   /** Attempts per task, counting the first, for transient provider errors. @default 3 */
   TASK_MAX_ATTEMPTS: integer(1, 20).default(3),
@@ -61,6 +61,8 @@ const configSchema = z.object({
   DB_FLUSH_INTERVAL_MS: integer(0, 10_000).default(2),
   /** Records that make the writer commit at once. @default 500 */
   DB_FLUSH_MAX_RECORDS: integer(1, 100_000).default(500),
+  /** Milliseconds between two PASSIVE WAL checkpoints; 0 turns them off. @default 30000 */
+  DB_CHECKPOINT_INTERVAL_MS: integer(0, 86_400_000).default(30_000),
   /** Milliseconds SQLite waits for a lock held by another connection. @default 5000 */
   DB_BUSY_TIMEOUT_MS: integer(0, 600_000).default(5_000),
   /** Milliseconds a shutdown waits for running tasks before it interrupts them. @default 10000 */
@@ -117,6 +119,19 @@ const configSchema = z.object({
   WS_MAX_SUBSCRIPTIONS: integer(1, 100_000).default(100),
   /** Milliseconds between keepalive pings on idle WebSockets; 0 turns them off. @default 15000 */
   WS_KEEPALIVE_MS: integer(0, 600_000).default(15_000),
+  /**
+   * Comma-separated browser origins, besides the server's own, that may call the API, or `*` for
+   * any. Requests from other origins are rejected with 403. @default none
+   */
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((origin) => origin.trim())
+        .filter((origin) => origin !== ''),
+    ),
   /** Pino log level. @default info */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -132,13 +147,21 @@ export function isLoopbackHost(host: string): boolean {
   return bare === 'localhost' || bare === '::1' || /^127(\.\d{1,3}){3}$/.test(bare);
 }
 
-/** Fills in AUTH_MODE and rejects serving a non-loopback address without authentication. */
+/**
+ * Fills in AUTH_MODE and checks rules that involve several settings: no non-loopback address
+ * without authentication, and a default wait within the maximum.
+ */
 function withAuthMode(parsed: z.infer<typeof configSchema>): Config {
   const loopback = isLoopbackHost(parsed.HOST);
   const mode = parsed.AUTH_MODE ?? (loopback ? 'none' : 'apikey');
   if (mode === 'none' && !loopback) {
     throw new ConfigError(
       `Invalid configuration:\n  AUTH_MODE: none is only allowed on a loopback HOST, got HOST ${JSON.stringify(parsed.HOST)}. Use AUTH_MODE=apikey and create keys with npm run keys.`,
+    );
+  }
+  if (parsed.GENERATE_WAIT_MS > parsed.GENERATE_MAX_WAIT_MS) {
+    throw new ConfigError(
+      `Invalid configuration:\n  GENERATE_WAIT_MS: must not exceed GENERATE_MAX_WAIT_MS (${parsed.GENERATE_MAX_WAIT_MS}), got ${parsed.GENERATE_WAIT_MS}.`,
     );
   }
   return { ...parsed, AUTH_MODE: mode };

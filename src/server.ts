@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Authenticator } from './auth';
 import type { Config } from './config';
 import { parseDatabaseUrl } from './db/orm';
+import { ProcessLock } from './db/process-lock';
 import { TaskStore } from './db/task-store';
 import { createRequestHandler } from './http/routes';
 import { createWebSocketEndpoint } from './http/websocket';
@@ -51,29 +52,47 @@ export async function createServer(
     busyTimeoutMs: config.DB_BUSY_TIMEOUT_MS,
     flushIntervalMs: config.DB_FLUSH_INTERVAL_MS,
     flushMaxRecords: config.DB_FLUSH_MAX_RECORDS,
+    checkpointIntervalMs: config.DB_CHECKPOINT_INTERVAL_MS,
     logger,
   });
+  const lock = await lockDatabase(config, store);
   const metrics = new Metrics();
   let tasks: TaskService | undefined;
+  let provider: LlmProvider | undefined;
   try {
-    const provider = options.provider ?? createProvider(config, logger);
+    provider = options.provider ?? createProvider(config, logger);
+    // A model that cannot load fails the start instead of every task.
+    await provider.ready?.();
     tasks = new TaskService({ config, store, provider, logger, metrics });
     metrics.attach(metricsSources(tasks, store, config));
     await tasks.start();
+    const auth = new Authenticator({
+      mode: config.AUTH_MODE,
+      apiKeys: store.apiKeys,
+      adminToken: config.ADMIN_TOKEN,
+      logger: logger.child({ area: 'auth' }),
+    });
+    logger.info({ authMode: config.AUTH_MODE }, 'Authentication configured');
+    return await listen({ config, logger, store, tasks, metrics, auth, lock });
   } catch (error) {
     metrics.close();
-    await tasks?.close();
+    await (tasks ? tasks.close() : provider?.close());
+    await store.close();
+    await lock?.release();
+    throw error;
+  }
+}
+
+/** Takes the lock file of a SQLite file database, closing the store when another server has it. */
+async function lockDatabase(config: Config, store: TaskStore): Promise<ProcessLock | null> {
+  const { filename } = parseDatabaseUrl(config.DATABASE_URL);
+  if (filename === ':memory:') return null;
+  try {
+    return await ProcessLock.acquire(`${filename}.lock`);
+  } catch (error) {
     await store.close();
     throw error;
   }
-  const auth = new Authenticator({
-    mode: config.AUTH_MODE,
-    apiKeys: store.apiKeys,
-    adminToken: config.ADMIN_TOKEN,
-    logger: logger.child({ area: 'auth' }),
-  });
-  logger.info({ authMode: config.AUTH_MODE }, 'Authentication configured');
-  return listen({ config, logger, store, tasks, metrics, auth });
 }
 
 function metricsSources(tasks: TaskService, store: TaskStore, config: Config): MetricsSources {
@@ -94,18 +113,31 @@ interface ServerParts {
   tasks: TaskService;
   metrics: Metrics;
   auth: Authenticator;
+  lock: ProcessLock | null;
 }
 
 async function listen(parts: ServerParts): Promise<ServerHandle> {
-  const { config, logger, store, tasks, metrics } = parts;
+  const { config, logger, tasks, metrics } = parts;
   const yoga = createYogaServer(parts);
   const httpServer = createHttpServer(
-    createRequestHandler(yoga, { tasks, metrics, logger, maxBodyBytes: config.MAX_BODY_BYTES }),
+    createRequestHandler(yoga, {
+      tasks,
+      metrics,
+      logger,
+      maxBodyBytes: config.MAX_BODY_BYTES,
+      allowedOrigins: config.CORS_ORIGINS,
+    }),
   );
   const ws = createWebSocketEndpoint(httpServer, yoga, parts);
   const stopMetricsLog = logMetricsPeriodically(metrics, logger, config.METRICS_LOG_INTERVAL_MS);
-  httpServer.listen(config.PORT, config.HOST);
-  await once(httpServer, 'listening');
+  try {
+    httpServer.listen(config.PORT, config.HOST);
+    await once(httpServer, 'listening');
+  } catch (error) {
+    stopMetricsLog();
+    await ws.dispose();
+    throw error;
+  }
   const { port } = httpServer.address() as AddressInfo;
   const host = config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;
   logger.info({ url: `http://${host}:${port}${GRAPHQL_PATH}` }, 'Taskwire is listening');
@@ -113,9 +145,7 @@ async function listen(parts: ServerParts): Promise<ServerHandle> {
   let closing: Promise<void> | undefined;
   const close = () => {
     stopMetricsLog();
-    closing ??= shutdown(logger, tasks, () => ws.dispose(), httpServer, store).finally(() =>
-      metrics.close(),
-    );
+    closing ??= shutdown(parts, () => ws.dispose(), httpServer);
     return closing;
   };
   return {
@@ -123,7 +153,7 @@ async function listen(parts: ServerParts): Promise<ServerHandle> {
     wsUrl: `ws://${host}:${port}${GRAPHQL_PATH}`,
     port,
     tasks,
-    store,
+    store: parts.store,
     close,
   };
 }
@@ -151,18 +181,19 @@ function logMetricsPeriodically(metrics: Metrics, logger: Logger, intervalMs: nu
   return () => clearInterval(timer);
 }
 
+/** Runs every shutdown step in order, each even when an earlier one failed. */
 async function shutdown(
-  logger: Logger,
-  tasks: TaskService,
+  { logger, tasks, store, metrics, lock }: ServerParts,
   disposeWs: () => void | Promise<void>,
   httpServer: Server,
-  store: TaskStore,
 ): Promise<void> {
   const steps: Array<[string, () => unknown]> = [
     ['stop the task queue', () => tasks.close()],
     ['close WebSocket connections', () => disposeWs()],
     ['close the HTTP server', () => closeHttpServer(httpServer)],
     ['close the database', () => store.close()],
+    ['release the database lock', () => lock?.release()],
+    ['stop the metrics', () => metrics.close()],
   ];
   for (const [name, step] of steps) {
     try {

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../logger';
 import type { Metrics } from '../services/metrics/metrics';
 import type { TaskService } from '../services/task-service';
+import { isAllowedOrigin } from './origin';
 import type { Yoga } from './yoga';
 
 /** What the HTTP routes need from the rest of the server. */
@@ -11,6 +12,8 @@ export interface RouteParts {
   logger: Logger;
   /** Largest request body in bytes. */
   maxBodyBytes: number;
+  /** Browser origins allowed besides the server's own. */
+  allowedOrigins: readonly string[];
 }
 
 /**
@@ -30,6 +33,23 @@ export function createRequestHandler(yoga: Yoga, parts: RouteParts) {
       sendJson(response, ready ? 200 : 503, { status: ready ? 'ready' : 'shutting down' });
     } else if (Number(request.headers['content-length'] ?? 0) > parts.maxBodyBytes) {
       rejectLargeBody(request, response, parts.maxBodyBytes);
+    } else if (
+      !isAllowedOrigin(request.headers.origin, request.headers.host, parts.allowedOrigins)
+    ) {
+      sendError(
+        response,
+        403,
+        'FORBIDDEN',
+        `Requests from origin ${request.headers.origin} are not allowed; list it in CORS_ORIGINS.`,
+      );
+    } else if (request.method === 'POST' && !isJson(request.headers['content-type'])) {
+      // Only JSON: browsers send form and text bodies cross-site without a CORS preflight.
+      sendError(
+        response,
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        'POST bodies must be JSON: send Content-Type: application/json.',
+      );
     } else {
       void yoga(request, response);
     }
@@ -45,6 +65,15 @@ async function sendMetrics(response: ServerResponse, { metrics, logger }: RouteP
     logger.error({ err: error }, 'Failed to collect metrics');
     sendJson(response, 500, { error: 'Failed to collect metrics' });
   }
+}
+
+function isJson(contentType: string | undefined): boolean {
+  const type = contentType?.split(';')[0].trim().toLowerCase();
+  return type === 'application/json' || type === 'application/graphql-response+json';
+}
+
+function sendError(response: ServerResponse, status: number, code: string, message: string) {
+  sendJson(response, status, { errors: [{ message, extensions: { code } }] });
 }
 
 function rejectLargeBody(request: IncomingMessage, response: ServerResponse, limit: number) {

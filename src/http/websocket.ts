@@ -13,6 +13,7 @@ import { ErrorCode, isTaskwireError } from '../errors';
 import type { Logger } from '../logger';
 import type { Metrics } from '../services/metrics/metrics';
 import type { Caller } from '../services/task-service';
+import { isAllowedOrigin } from './origin';
 import type { Yoga } from './yoga';
 import { GRAPHQL_PATH } from './yoga';
 
@@ -48,6 +49,8 @@ export function createWebSocketEndpoint(
     server: httpServer,
     path: GRAPHQL_PATH,
     maxPayload: config.MAX_BODY_BYTES,
+    verifyClient: ({ origin, req }: { origin: string; req: { headers: { host?: string } } }) =>
+      isAllowedOrigin(origin, req.headers.host, config.CORS_ORIGINS),
   });
   wsServer.on('connection', (socket) => {
     metrics.webSocketOpened();

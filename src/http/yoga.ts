@@ -37,6 +37,14 @@ export function createYogaServer(parts: YogaParts): Yoga {
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
     graphiql: config.GRAPHIQL,
+    cors:
+      config.CORS_ORIGINS.length === 0
+        ? false
+        : {
+            origin: config.CORS_ORIGINS,
+            methods: ['GET', 'POST'],
+            allowedHeaders: ['content-type', 'authorization', 'accept'],
+          },
     maxRequestBodySize: config.MAX_BODY_BYTES,
     batching: config.MAX_BATCH_OPERATIONS > 1 ? { limit: config.MAX_BATCH_OPERATIONS } : false,
     plugins: createPlugins(config),

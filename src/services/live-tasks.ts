@@ -86,7 +86,10 @@ export class LiveTaskRegistry {
     this.finishListener = listener;
   }
 
-  /** Starts tracking a queued task and publishes its QUEUED event. */
+  /**
+   * Starts tracking a queued task and publishes its QUEUED event. A task that had started before
+   * a restart gets a RETRYING event first, so clients drop the text they saw of that run.
+   */
   add(record: TaskRecord, queuePosition: number | null, cacheTtlSeconds: number | null): LiveTask {
     const live: LiveTask = {
       record,
@@ -99,6 +102,7 @@ export class LiveTaskRegistry {
     this.tasks.set(record.id, live);
     this.countQueued(record, 1);
     this.bus.open(record.id, record.lastSeq);
+    if (record.attempts > 0) this.publish(live, TaskEventKind.RETRYING, {});
     this.publish(live, TaskEventKind.QUEUED, { queuePosition });
     return live;
   }
@@ -227,7 +231,11 @@ export class LiveTaskRegistry {
     if (isTerminal(live.record.status)) return;
     if (live.record.status === TaskStatus.QUEUED) this.countQueued(live.record, -1);
     this.tasks.delete(live.record.id);
+    live.record = { ...live.record, status: TaskStatus.QUEUED };
     this.persist(live, { status: TaskStatus.QUEUED });
+    // A `generate` call waiting on the task answers with it as it is now, QUEUED for the next start.
+    for (const waiter of live.waiters) waiter(live.record);
+    live.waiters.clear();
     for (const follower of live.followers) this.release(follower);
   }
 

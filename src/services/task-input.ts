@@ -48,9 +48,9 @@ export const MAX_STOP_SEQUENCES = 4;
 const MAX_STOP_CHARS = 256;
 const MAX_MODEL_CHARS = 256;
 const MAX_IDEMPOTENCY_KEY_CHARS = 256;
-// C0 controls other than tab, line feed and carriage return, plus DEL.
+// Model names go into upstream requests and logs, so no control character at all, line breaks included.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL_CHARACTERS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+const MODEL_FORBIDDEN = /[\u0000-\u001f\u007f]/;
 
 /** Throws a BAD_USER_INPUT error that names the offending field. */
 export function invalidInput(field: string, message: string): never {
@@ -98,7 +98,7 @@ function validateText(
 
 function validateModel(model: string | null | undefined): string | null {
   if (model === null || model === undefined) return null;
-  if (model.trim() === '' || model.length > MAX_MODEL_CHARS || CONTROL_CHARACTERS.test(model)) {
+  if (model.trim() === '' || model.length > MAX_MODEL_CHARS || MODEL_FORBIDDEN.test(model)) {
     invalidInput(
       'model',
       `expected 1 to ${MAX_MODEL_CHARS} printable characters, got ${JSON.stringify(model.slice(0, 40))}.`,

@@ -442,7 +442,10 @@ export class TaskService {
   private async admitIdempotent(submission: ValidSubmission, caller: Caller): Promise<TaskRecord> {
     const key = submission.idempotencyKey as string;
     const existing = await this.store.findByIdempotencyKey(caller.userId, key);
-    if (existing) return this.tasks.get(existing.id)?.record ?? existing;
+    if (existing) {
+      assertSameRequest(existing, submission, key);
+      return this.tasks.get(existing.id)?.record ?? existing;
+    }
     return this.admit(submission, caller);
   }
 
@@ -511,7 +514,8 @@ export class TaskService {
       await this.store.insert(record);
       this.assertAccepting();
       this.enqueue(record, false, submission.cacheTtlSeconds, flight);
-      return record;
+      // The task may have started already; return its state now, not the one it was stored with.
+      return this.tasks.get(record.id)?.record ?? record;
     } catch (error) {
       if (flight) this.abandonFlight(flight);
       throw error;
@@ -694,6 +698,22 @@ export class TaskService {
     } catch (error) {
       this.logger.error({ err: error }, 'Retention purge failed');
     }
+  }
+}
+
+/** Rejects reusing an idempotency key for a different request, as payment APIs do. */
+function assertSameRequest(existing: TaskRecord, submission: ValidSubmission, key: string): void {
+  const same =
+    existing.prompt === submission.prompt &&
+    existing.system === submission.system &&
+    (submission.model === null || existing.model === submission.model) &&
+    JSON.stringify(existing.params) === JSON.stringify(submission.params);
+  if (!same) {
+    throw new TaskwireError(
+      ErrorCode.CONFLICT,
+      `Idempotency key ${JSON.stringify(key)} was already used for a different request (task ${existing.id}). Use a new key for a new request.`,
+      { extensions: { taskId: existing.id } },
+    );
   }
 }
 

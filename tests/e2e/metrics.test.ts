@@ -85,7 +85,7 @@ describe('metrics query and /metrics', () => {
       if (prompt === 'fail') return { status: 400, errorBody: { error: { message: 'no' } } };
       return {
         tokens: ['a', 'b', 'c'],
-        firstTokenDelayMs: prompt === 'slow' ? 300 : 50,
+        firstTokenDelayMs: prompt === 'slow' ? 1500 : 50,
         usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7 },
       };
     });
