@@ -1,31 +1,17 @@
 import { join } from 'node:path';
-import { MockUpstream } from '../helpers/mock-upstream';
 import { openWsClient, postGraphQL } from '../helpers/graphql-clients';
-import {
-  disposeTestServers,
-  makeTempDir,
-  onDispose,
-  startTestServer,
-} from '../helpers/test-server';
+import { disposeTestServers, makeTempDir, startTestServer } from '../helpers/test-server';
 import type { TaskShape } from './operations';
 import { CANCEL, QUEUE_METRICS } from './operations';
-import { collectEvents, kindsOf, submitTask, textOf, waitForStatus } from './steps';
-
-type Settings = Record<string, unknown>;
-
-async function startWithUpstream(settings: Settings = {}, dir?: string) {
-  const upstream = await MockUpstream.start();
-  onDispose(() => upstream.close());
-  const server = await startTestServer(
-    { LLM_PROVIDER: 'openai', LLM_BASE_URL: upstream.url, LLM_MODEL: 'm1', ...settings },
-    { dir },
-  );
-  return { upstream, server };
-}
-
-function promptOf(body: { messages: Array<{ content: unknown }> }): string {
-  return String(body.messages.at(-1)?.content);
-}
+import {
+  collectEvents,
+  kindsOf,
+  promptOf,
+  startWithUpstream,
+  submitTask,
+  textOf,
+  waitForStatus,
+} from './steps';
 
 /** Submits, waits for the end and returns the finished task. */
 async function run(url: string, input: Record<string, unknown>): Promise<TaskShape> {
@@ -266,14 +252,14 @@ describe('what is never cached', () => {
 describe('cache across restarts', () => {
   it('serves a stored answer from the database tier and drops expired ones', async () => {
     const dir = await makeTempDir();
-    const first = await startWithUpstream({}, dir);
+    const first = await startWithUpstream({}, { dir });
     first.upstream.respondWith((body) => ({ tokens: [`answer to ${promptOf(body)}`] }));
     await run(first.server.url, { prompt: 'lasting' });
     await run(first.server.url, { prompt: 'fleeting', cacheTtlSeconds: 1 });
     await first.server.close();
     await new Promise((resolve) => setTimeout(resolve, 1100));
 
-    const second = await startWithUpstream({}, dir);
+    const second = await startWithUpstream({}, { dir });
     second.upstream.respondWith(() => ({ tokens: ['fresh'] }));
     const lasting = await run(second.server.url, { prompt: 'lasting' });
     const fleeting = await run(second.server.url, { prompt: 'fleeting' });
@@ -323,7 +309,7 @@ describe('cache scope', () => {
 });
 
 describe('purgeCache', () => {
-  const PURGE = `mutation { purgeCache(model: "m1") }`;
+  const PURGE = `mutation { purgeCache(model: "test-model") }`;
 
   it('needs the admin token', async () => {
     const { server } = await startWithUpstream({ ADMIN_TOKEN: 'a-long-admin-token-123' });

@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MockUpstream } from '../helpers/mock-upstream';
 import { openWsClient, postGraphQL } from '../helpers/graphql-clients';
-import { disposeTestServers, onDispose, startTestServer } from '../helpers/test-server';
-import { submitTask, waitForStatus } from './steps';
+import { disposeTestServers, startTestServer } from '../helpers/test-server';
+import { startWithUpstream, submitTask, waitForStatus } from './steps';
 
 const METRICS = `{
   metrics {
@@ -57,18 +56,6 @@ function sample(text: string, series: string): number {
   const line = text.split('\n').find((row) => row.startsWith(`${series} `));
   if (!line) throw new Error(`No sample ${series} in /metrics`);
   return Number(line.slice(series.length + 1));
-}
-
-async function startWithUpstream(settings: Record<string, unknown> = {}) {
-  const upstream = await MockUpstream.start();
-  onDispose(() => upstream.close());
-  const server = await startTestServer({
-    LLM_PROVIDER: 'openai',
-    LLM_BASE_URL: upstream.url,
-    LLM_MODEL: 'm',
-    ...settings,
-  });
-  return { upstream, server };
 }
 
 afterEach(disposeTestServers);

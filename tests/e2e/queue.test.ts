@@ -1,27 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MockUpstream } from '../helpers/mock-upstream';
 import { openWsClient, postGraphQL } from '../helpers/graphql-clients';
-import { disposeTestServers, onDispose, startTestServer } from '../helpers/test-server';
+import { disposeTestServers, startTestServer } from '../helpers/test-server';
 import type { GenerateChunk, GenerateRequest, LlmProvider } from '../../src/services/llm/provider';
 import type { TaskShape } from './operations';
 import { CANCEL, GENERATE, QUEUE_METRICS, TASKS } from './operations';
-import { collectEvents, kindsOf, readTask, submitTask, textOf, waitForStatus } from './steps';
-
-async function startWithUpstream(settings: Record<string, unknown> = {}) {
-  const upstream = await MockUpstream.start();
-  onDispose(() => upstream.close());
-  const server = await startTestServer({
-    LLM_PROVIDER: 'openai',
-    LLM_BASE_URL: upstream.url,
-    LLM_MODEL: 'test-model',
-    ...settings,
-  });
-  return { upstream, server };
-}
-
-function promptOf(body: { messages: Array<{ content: unknown }> }): string {
-  return String(body.messages.at(-1)?.content);
-}
+import {
+  collectEvents,
+  kindsOf,
+  promptOf,
+  readTask,
+  startWithUpstream,
+  submitTask,
+  textOf,
+  waitForStatus,
+} from './steps';
 
 async function queueMetrics(url: string) {
   const response = await postGraphQL<{

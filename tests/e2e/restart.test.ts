@@ -3,12 +3,8 @@ import { openWsClient, postGraphQL } from '../helpers/graphql-clients';
 import { startServerProcess } from '../helpers/server-process';
 import { disposeTestServers, makeTempDir, onDispose } from '../helpers/test-server';
 import type { TaskShape } from './operations';
-import { collectEvents, kindsOf, readTask, submitTask, waitForStatus } from './steps';
+import { collectEvents, kindsOf, promptOf, readTask, submitTask, waitForStatus } from './steps';
 import { join } from 'node:path';
-
-function promptOf(body: { messages: Array<{ content: unknown }> }): string {
-  return String(body.messages.at(-1)?.content);
-}
 
 async function setUp(maxAttempts: number) {
   const upstream = await MockUpstream.start();

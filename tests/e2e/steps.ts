@@ -4,6 +4,31 @@ import type { SubscriptionResult } from '../helpers/graphql-clients';
 import { collectWs, postGraphQL } from '../helpers/graphql-clients';
 import type { EventShape, TaskShape } from './operations';
 import { EVENTS, SUBMIT, TASK } from './operations';
+import { MockUpstream } from '../helpers/mock-upstream';
+import { onDispose, startTestServer } from '../helpers/test-server';
+import type { TestServer } from '../helpers/test-server';
+
+/**
+ * Starts a local OpenAI wire-format upstream and a server that uses it (model `test-model` unless
+ * `settings` say otherwise); both are closed with the test's other servers.
+ */
+export async function startWithUpstream(
+  settings: Record<string, unknown> = {},
+  options: { dir?: string } = {},
+): Promise<{ upstream: MockUpstream; server: TestServer }> {
+  const upstream = await MockUpstream.start();
+  onDispose(() => upstream.close());
+  const server = await startTestServer(
+    { LLM_PROVIDER: 'openai', LLM_BASE_URL: upstream.url, LLM_MODEL: 'test-model', ...settings },
+    options,
+  );
+  return { upstream, server };
+}
+
+/** The last message of an upstream chat request: the task's prompt. */
+export function promptOf(body: { messages: Array<{ content: unknown }> }): string {
+  return String(body.messages.at(-1)?.content);
+}
 
 /** Submits a task over HTTP and returns it; fails the test on a GraphQL error. */
 export async function submitTask(url: string, input: Record<string, unknown>): Promise<TaskShape> {

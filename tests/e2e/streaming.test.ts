@@ -1,24 +1,18 @@
-import { MockUpstream } from '../helpers/mock-upstream';
 import { collectSse, openWsClient, postGraphQL } from '../helpers/graphql-clients';
-import { disposeTestServers, onDispose, startTestServer } from '../helpers/test-server';
+import { disposeTestServers, onDispose } from '../helpers/test-server';
 import { TaskStore } from '../../src/db/task-store';
 import { readPragmas } from '../../src/db/orm';
 import pino from 'pino';
 import type { EventShape } from './operations';
 import { EVENTS, QUEUE_METRICS } from './operations';
-import { collectEvents, kindsOf, submitTask, textOf, waitForStatus } from './steps';
-
-async function startWithUpstream(settings: Record<string, unknown> = {}) {
-  const upstream = await MockUpstream.start();
-  onDispose(() => upstream.close());
-  const server = await startTestServer({
-    LLM_PROVIDER: 'openai',
-    LLM_BASE_URL: upstream.url,
-    LLM_MODEL: 'test-model',
-    ...settings,
-  });
-  return { upstream, server };
-}
+import {
+  collectEvents,
+  kindsOf,
+  startWithUpstream,
+  submitTask,
+  textOf,
+  waitForStatus,
+} from './steps';
 
 const TOKENS = ['Hello', ',', ' wor', 'ld', '!'];
 
