@@ -15,7 +15,7 @@ const configSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   /** `file:PATH` for SQLite. @default file:./data/taskwire.db */
   DATABASE_URL: z.string().min(1).default('file:./data/taskwire.db'),
-  /** Which provider generates text. @default auto */
+  /** Provider that generates text. @default auto */
   LLM_PROVIDER: z.enum(['auto', 'openai', 'llama', 'demo']).default('auto'),
   /** Base URL of an OpenAI-compatible API, with or without the trailing `/v1`. */
   LLM_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -67,9 +67,9 @@ const configSchema = z.object({
   DB_BUSY_TIMEOUT_MS: integer(0, 600_000).default(5_000),
   /** Milliseconds a shutdown waits for running tasks before it interrupts them. @default 10000 */
   SHUTDOWN_GRACE_MS: integer(0, 600_000).default(10_000),
-  /** Answers the memory tier of the cache holds. @default 10000 */
+  /** Maximum entries in the memory tier of the cache. @default 10000 */
   CACHE_MAX_ENTRIES: integer(1, 10_000_000).default(10_000),
-  /** Bytes of answer text the memory tier of the cache holds. @default 67108864 (64 MiB) */
+  /** Maximum bytes of cached text in the memory tier. @default 67108864 (64 MiB) */
   CACHE_MAX_BYTES: integer(1024, 1 << 40).default(64 * 1024 * 1024),
   /** Seconds a cached answer is served; a request may ask for less or more. @default 86400 */
   CACHE_TTL_SECONDS: integer(1, 31_536_000).default(86_400),

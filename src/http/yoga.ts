@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ValidationContext } from 'graphql';
 import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
 import type { Plugin, YogaLogger, YogaServerInstance } from 'graphql-yoga';
@@ -45,7 +46,8 @@ export function createYogaServer(parts: YogaParts): Yoga {
             methods: ['GET', 'POST'],
             allowedHeaders: ['content-type', 'authorization', 'accept'],
           },
-    maxRequestBodySize: config.MAX_BODY_BYTES,
+    // The request handler enforces MAX_BODY_BYTES before yoga reads a body (see routes.ts).
+    maxRequestBodySize: false,
     batching: config.MAX_BATCH_OPERATIONS > 1 ? { limit: config.MAX_BATCH_OPERATIONS } : false,
     plugins: createPlugins(config),
     logging: toYogaLogger(httpLogger),
@@ -66,7 +68,7 @@ export function createYogaServer(parts: YogaParts): Yoga {
       caller:
         (initial.caller as Caller | undefined) ??
         (await auth.authenticate(authorizationOf(initial))),
-      logger: httpLogger,
+      logger: httpLogger.child({ requestId: requestIdOf(initial) }),
       transport: initial.socket === undefined ? 'sse' : 'websocket',
     }),
   });
@@ -129,6 +131,13 @@ function useTokenLimitCode(): Plugin {
       });
     },
   };
+}
+
+/** The client's `X-Request-Id` when it is a plain token, else a new UUID, for log correlation. */
+function requestIdOf(initial: Record<string, unknown>): string {
+  const request = initial.request as Request | undefined;
+  const given = request?.headers.get('x-request-id');
+  return given && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
 }
 
 /** The Authorization header of an HTTP request, or `authorization` in graphql-ws connectionParams. */

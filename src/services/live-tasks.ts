@@ -81,7 +81,7 @@ export class LiveTaskRegistry {
     else this.queuedByUser.delete(record.userId);
   }
 
-  /** Sets the one listener told about every task that ends. */
+  /** Sets the one listener notified of every task that ends. */
   onFinish(listener: FinishListener): void {
     this.finishListener = listener;
   }

@@ -25,7 +25,7 @@ import { recoverTasks } from './task-recovery';
 import { RateLimiter } from './rate-limiter';
 import type { Metrics } from './metrics/metrics';
 
-/** Who is calling: tasks belong to their submitter, and only admins see other users' tasks. */
+/** The caller of an operation: tasks belong to their submitter, and only admins see other users' tasks. */
 export interface Caller {
   userId: string;
   isAdmin: boolean;

@@ -135,3 +135,31 @@ describe('input checks', () => {
     );
   });
 });
+
+describe('request bodies without Content-Length', () => {
+  it('serves a chunked JSON body under the limit, SSE included', async () => {
+    const server = await startTestServer();
+    const chunked = (body: string, accept = 'application/json') =>
+      fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept },
+        body: new Blob([body]).stream(),
+        duplex: 'half',
+      } as RequestInit);
+
+    const submitted = await chunked(
+      JSON.stringify({ query: SUBMIT, variables: { input: { prompt: 'chunked' } } }),
+    );
+    const task = ((await submitted.json()) as { data: { submitTask: TaskShape } }).data.submitTask;
+    const stream = await chunked(
+      JSON.stringify({ query: `subscription { taskEvents(id: "${task.id}") { kind } }` }),
+      'text/event-stream',
+    );
+    const text = await stream.text();
+
+    expect(submitted.status).toBe(200);
+    expect(stream.headers.get('content-type')).toContain('text/event-stream');
+    expect(text).toContain('"kind":"COMPLETED"');
+    expect(text).toContain('event: complete');
+  });
+});
