@@ -4,7 +4,7 @@ import type { TaskStore } from '../db/task-store';
 import { ErrorCode, TaskwireError } from '../errors';
 import type { TaskEvent } from './events';
 import { TaskEventBus } from './events';
-import { createTaskId, UUID_PATTERN } from './ids';
+import { UUID_PATTERN } from './ids';
 import { LiveTaskRegistry } from './live-tasks';
 import type { LlmProvider } from './llm/provider';
 import type { JobOutcome } from './queue/worker-pool';
@@ -20,7 +20,14 @@ import type { CacheCoordinatorStats, Flight } from './cache/cache-coordinator';
 import { CacheCoordinator, completedFromCache, splitIntoChunks } from './cache/cache-coordinator';
 import type { LiveTask, TaskEnding } from './live-tasks';
 import type { TaskRecord, TaskStatus } from './task-types';
-import { TaskEventKind, TaskStatus as Status, isTerminal } from './task-types';
+import { TaskStatus as Status } from './task-types';
+import {
+  assertSameRequest,
+  canSee,
+  finalStateReplay,
+  newTaskRecord,
+  notFound,
+} from './task-records';
 import { recoverTasks } from './task-recovery';
 import { RateLimiter } from './rate-limiter';
 import type { Metrics } from './metrics/metrics';
@@ -473,7 +480,7 @@ export class TaskService {
     hit: CacheHit,
   ): Promise<TaskRecord> {
     const chunks = splitIntoChunks(hit.value);
-    const base = this.createRecord(submission, caller, key);
+    const base = newTaskRecord(submission, caller, key, this.provider.defaultModel);
     const record = { ...completedFromCache(base, hit, new Date()), lastSeq: chunks.length + 2 };
     await this.store.insert(record);
     this.tasks.replayCompleted(record, chunks);
@@ -489,7 +496,10 @@ export class TaskService {
     flight: Flight,
   ): Promise<TaskRecord> {
     this.assertUserQueueRoom(caller);
-    const record = { ...this.createRecord(submission, caller, key), coalesced: true };
+    const record = {
+      ...newTaskRecord(submission, caller, key, this.provider.defaultModel),
+      coalesced: true,
+    };
     await this.store.insert(record);
     this.assertAccepting();
     const live = this.tasks.add(record, null, submission.cacheTtlSeconds);
@@ -510,7 +520,7 @@ export class TaskService {
     const flight = key !== null && !this.cache.flight(key) ? this.cache.claim(key) : null;
     this.admitting += 1;
     try {
-      const record = this.createRecord(submission, caller, key);
+      const record = newTaskRecord(submission, caller, key, this.provider.defaultModel);
       await this.store.insert(record);
       this.assertAccepting();
       this.enqueue(record, false, submission.cacheTtlSeconds, flight);
@@ -605,35 +615,6 @@ export class TaskService {
     return new QueueFullError(this.queue.capacity, this.queue.size + this.admitting);
   }
 
-  private createRecord(
-    submission: ValidSubmission,
-    caller: Caller,
-    cacheKey: string | null,
-  ): TaskRecord {
-    return {
-      id: createTaskId(),
-      userId: caller.userId,
-      status: Status.QUEUED,
-      priority: submission.priority,
-      prompt: submission.prompt,
-      system: submission.system,
-      model: submission.model ?? this.provider.defaultModel,
-      params: submission.params,
-      result: null,
-      error: null,
-      usage: null,
-      cacheKey,
-      cached: false,
-      coalesced: false,
-      attempts: 0,
-      idempotencyKey: submission.idempotencyKey,
-      lastSeq: 0,
-      createdAt: new Date(),
-      startedAt: null,
-      finishedAt: null,
-    };
-  }
-
   /** Queues a task whose row is committed and publishes its position. */
   private enqueue(
     record: TaskRecord,
@@ -699,52 +680,4 @@ export class TaskService {
       this.logger.error({ err: error }, 'Retention purge failed');
     }
   }
-}
-
-/** Rejects reusing an idempotency key for a different request, as payment APIs do. */
-function assertSameRequest(existing: TaskRecord, submission: ValidSubmission, key: string): void {
-  const same =
-    existing.prompt === submission.prompt &&
-    existing.system === submission.system &&
-    (submission.model === null || existing.model === submission.model) &&
-    JSON.stringify(existing.params) === JSON.stringify(submission.params);
-  if (!same) {
-    throw new TaskwireError(
-      ErrorCode.CONFLICT,
-      `Idempotency key ${JSON.stringify(key)} was already used for a different request (task ${existing.id}). Use a new key for a new request.`,
-      { extensions: { taskId: existing.id } },
-    );
-  }
-}
-
-function canSee(caller: Caller, record: TaskRecord): boolean {
-  return caller.isAdmin || record.userId === caller.userId;
-}
-
-function notFound(id: string): TaskwireError {
-  return new TaskwireError(ErrorCode.NOT_FOUND, `Task ${id} was not found.`, {
-    extensions: { id },
-  });
-}
-
-const TERMINAL_EVENT_KIND = {
-  [Status.COMPLETED]: TaskEventKind.COMPLETED,
-  [Status.FAILED]: TaskEventKind.FAILED,
-  [Status.CANCELLED]: TaskEventKind.CANCELLED,
-} as const;
-
-/** One event with a finished task's final state, or none when the client has seen it. */
-async function* finalStateReplay(record: TaskRecord, afterSeq: number): AsyncGenerator<TaskEvent> {
-  if (!isTerminal(record.status)) return;
-  const seq = Math.max(record.lastSeq, 1);
-  if (afterSeq >= seq) return;
-  const kind = TERMINAL_EVENT_KIND[record.status as keyof typeof TERMINAL_EVENT_KIND];
-  yield {
-    seq,
-    kind,
-    task: record,
-    delta: null,
-    queuePosition: null,
-    at: record.finishedAt ?? new Date(),
-  };
 }
