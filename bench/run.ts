@@ -6,8 +6,11 @@ import { join } from 'node:path';
 import type { BenchSettings, Figure } from './lib/report';
 import { toMarkdown } from './lib/report';
 import { runCacheHit } from './scenarios/cache';
+import { runFanout } from './scenarios/fanout';
 import { runGrowth } from './scenarios/growth';
 import { runLatency } from './scenarios/latency';
+import { runPolling } from './scenarios/polling';
+import { runStreaming } from './scenarios/streaming';
 import { runThroughput } from './scenarios/throughput';
 import { runWrites } from './scenarios/writes';
 
@@ -20,8 +23,11 @@ interface Scenario {
 const SCENARIOS: Scenario[] = [
   { name: 'throughput', run: runThroughput },
   { name: 'latency', run: runLatency },
+  { name: 'polling', run: runPolling },
+  { name: 'streaming', run: runStreaming },
   { name: 'cache', run: runCacheHit },
   { name: 'writes', run: runWrites },
+  { name: 'fanout', run: runFanout },
   { name: 'growth', run: runGrowth },
 ];
 
@@ -34,7 +40,7 @@ function parseSettings(args: readonly string[]): BenchSettings {
       concurrency: 64,
       ratePerSecond: 100,
       rateTasks: 200,
-      fanoutSubscribers: 500,
+      fanoutSubscribers: 300,
       growthRows: [10_000, 100_000],
       writeRows: 5000,
     };

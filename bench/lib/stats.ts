@@ -34,14 +34,14 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Starts `count` probes at `ratePerSecond` (open loop) and collects their latencies. */
-export async function atFixedRate(
+/** Starts `count` probes at `ratePerSecond` (open loop) and collects their results. */
+export async function atFixedRate<T = number>(
   count: number,
   ratePerSecond: number,
-  probe: (index: number) => Promise<number>,
-): Promise<number[]> {
+  probe: (index: number) => Promise<T>,
+): Promise<T[]> {
   const begin = now();
-  const pending: Promise<number>[] = [];
+  const pending: Promise<T>[] = [];
   for (let i = 0; i < count; i += 1) {
     const due = begin + (i * 1000) / ratePerSecond;
     const wait = due - now();
