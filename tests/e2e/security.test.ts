@@ -450,6 +450,27 @@ describe('GraphQL and transport limits', () => {
     expect(result.results[0]?.data?.__typename).toBe('Query');
   });
 
+  it('closes a WebSocket that never sends connection_init', async () => {
+    const server = await startTestServer({ WS_INIT_TIMEOUT_MS: 200 });
+    const socket = new WebSocket(server.wsUrl, 'graphql-transport-ws');
+
+    const code = await new Promise<number>((resolve) => socket.once('close', resolve));
+
+    expect(code).toBe(4408);
+  });
+
+  it('closes a WebSocket whose message is over MAX_BODY_BYTES', async () => {
+    const server = await startTestServer({ MAX_BODY_BYTES: 2048 });
+    const socket = new WebSocket(server.wsUrl, 'graphql-transport-ws');
+    await new Promise((resolve) => socket.once('open', resolve));
+
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { pad: 'x'.repeat(4096) } }));
+    const code = await new Promise<number>((resolve) => socket.once('close', resolve));
+
+    expect(code).toBe(1009);
+    expect((await postGraphQL(server.url, '{ __typename }')).status).toBe(200);
+  });
+
   it('limits subscriptions per WebSocket', async () => {
     const server = await startTestServer({ WS_MAX_SUBSCRIPTIONS: 2 });
     const { client } = wsClient(server);
