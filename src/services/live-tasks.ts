@@ -34,6 +34,16 @@ export type TaskEnding =
 /** Called after a task ended, with the followers it had then (already detached from it). */
 export type FinishListener = (live: LiveTask, ending: TaskEnding, followers: LiveTask[]) => void;
 
+/** Token events between two saves of a running task's `lastSeq`. */
+const SEQ_SAVE_INTERVAL = 256;
+
+/**
+ * How far numbering jumps for a task recovered after a crash. The stored lastSeq trails the last
+ * number sent by less than one save interval, unless the crash also lost the writer's last
+ * uncommitted batch: the margin of three more intervals covers up to 768 tokens in that window.
+ */
+const RESTART_SEQ_GAP = 4 * SEQ_SAVE_INTERVAL;
+
 const ENDING_EVENT = {
   [TaskStatus.COMPLETED]: TaskEventKind.COMPLETED,
   [TaskStatus.FAILED]: TaskEventKind.FAILED,
@@ -101,8 +111,11 @@ export class LiveTaskRegistry {
     };
     this.tasks.set(record.id, live);
     this.countQueued(record, 1);
-    this.bus.open(record.id, record.lastSeq);
-    if (record.attempts > 0) this.publish(live, TaskEventKind.RETRYING, {});
+    // A task that ran before a restart may have sent tokens past its stored lastSeq; starting
+    // above every number it can have used keeps a reconnecting client's afterSeq meaningful.
+    const restarted = record.attempts > 0;
+    this.bus.open(record.id, restarted ? record.lastSeq + RESTART_SEQ_GAP : record.lastSeq);
+    if (restarted) this.publish(live, TaskEventKind.RETRYING, {});
     this.publish(live, TaskEventKind.QUEUED, { queuePosition });
     return live;
   }
@@ -185,7 +198,8 @@ export class LiveTaskRegistry {
   appendToken(live: LiveTask, text: string): boolean {
     if (live.record.status !== TaskStatus.RUNNING) return false;
     live.parts.push(text);
-    this.publish(live, TaskEventKind.TOKEN, { delta: text });
+    const event = this.publish(live, TaskEventKind.TOKEN, { delta: text });
+    if (event && event.seq % SEQ_SAVE_INTERVAL === 0) this.persist(live, {});
     for (const follower of live.followers) this.appendToken(follower, text);
     return true;
   }

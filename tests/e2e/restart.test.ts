@@ -3,7 +3,15 @@ import { openWsClient, postGraphQL } from '../helpers/graphql-clients';
 import { startServerProcess } from '../helpers/server-process';
 import { disposeTestServers, makeTempDir, onDispose } from '../helpers/test-server';
 import type { TaskShape } from './operations';
-import { collectEvents, kindsOf, promptOf, readTask, submitTask, waitForStatus } from './steps';
+import {
+  collectEvents,
+  kindsOf,
+  promptOf,
+  readTask,
+  submitTask,
+  textOf,
+  waitForStatus,
+} from './steps';
 import { join } from 'node:path';
 
 async function setUp(maxAttempts: number) {
@@ -77,6 +85,37 @@ describe('restart after a crash', () => {
     expect(kindsOf(interrupted.events)).toEqual(['FAILED']);
     expect(interrupted.events[0].task.error?.code).toBe('INTERRUPTED');
     for (const { events } of others) expect(events.at(-1)?.kind).toBe('COMPLETED');
+  }, 60_000);
+});
+
+describe('reconnecting after a crash', () => {
+  it('resumes from afterSeq with RETRYING and the new text', async () => {
+    const { upstream, env } = await setUp(3);
+    upstream.respondWith(() => ({
+      tokens: Array.from({ length: 50 }, (_, i) => `old${i} `),
+      tokenDelayMs: 100,
+    }));
+    const first = await startServerProcess(env);
+    const task = await submitTask(first.url, { prompt: 'interrupted stream' });
+    let lastSeen = 0;
+    const seen = new Promise<void>((resolve) => {
+      void collectEvents(openWsClient(first.wsUrl), task.id, 0, (event) => {
+        if (event.kind === 'TOKEN') lastSeen = event.seq;
+        if (event.delta === 'old2 ') resolve();
+      });
+    });
+    await seen;
+    await first.stop('SIGKILL');
+    upstream.respondWith(() => ({ tokens: ['new ', 'text'] }));
+
+    const second = await startServerProcess(env);
+    const { events } = await collectEvents(openWsClient(second.wsUrl), task.id, lastSeen);
+
+    expect(lastSeen).toBeGreaterThan(0);
+    expect(events[0].kind).toBe('RETRYING');
+    expect(events[0].seq).toBeGreaterThan(lastSeen);
+    expect(events.at(-1)?.kind).toBe('COMPLETED');
+    expect(textOf(events)).toBe('new text');
   }, 60_000);
 });
 
