@@ -1,8 +1,8 @@
 import WebSocket from 'ws';
 import { parseConfig } from '../../src/config';
-import { MockUpstream } from '../helpers/mock-upstream';
 import { postGraphQL } from '../helpers/graphql-clients';
-import { disposeTestServers, onDispose, startTestServer } from '../helpers/test-server';
+import { disposeTestServers, startTestServer } from '../helpers/test-server';
+import { startWithUpstream } from './steps';
 import type { TaskShape } from './operations';
 import { GENERATE, SUBMIT } from './operations';
 
@@ -77,15 +77,8 @@ describe('one server per database', () => {
 
 describe('generate during shutdown', () => {
   it('answers a waiting generate with the re-queued task', async () => {
-    const upstream = await MockUpstream.start();
-    onDispose(() => upstream.close());
+    const { upstream, server } = await startWithUpstream({ SHUTDOWN_GRACE_MS: 100 });
     upstream.respondWith(() => ({ hang: true }));
-    const server = await startTestServer({
-      LLM_PROVIDER: 'openai',
-      LLM_BASE_URL: upstream.url,
-      LLM_MODEL: 'm',
-      SHUTDOWN_GRACE_MS: 100,
-    });
 
     const pending = postGraphQL<{ generate: TaskShape }>(server.url, GENERATE, {
       input: { prompt: 'slow' },

@@ -7,6 +7,7 @@ import { MockUpstream } from '../helpers/mock-upstream';
 import { collectWs, postGraphQL } from '../helpers/graphql-clients';
 import { disposeTestServers, onDispose, startTestServer } from '../helpers/test-server';
 import type { TestServer } from '../helpers/test-server';
+import { startWithUpstream } from './steps';
 import type { TaskShape } from './operations';
 import { CANCEL, EVENTS, SUBMIT, TASK, TASKS } from './operations';
 
@@ -499,14 +500,8 @@ describe('GraphQL and transport limits', () => {
   });
 
   it('leaves no listener behind when a socket closes during subscribe', async () => {
-    const upstream = await MockUpstream.start();
-    onDispose(() => upstream.close());
+    const { upstream, server } = await startWithUpstream();
     upstream.respondWith(() => ({ hang: true }));
-    const server = await startTestServer({
-      LLM_PROVIDER: 'openai',
-      LLM_BASE_URL: upstream.url,
-      LLM_MODEL: 'm',
-    });
     const task = await postGraphQL<{ submitTask: TaskShape }>(server.url, SUBMIT, {
       input: { prompt: 'long' },
     });

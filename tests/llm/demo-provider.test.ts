@@ -1,21 +1,9 @@
 import { DemoProvider } from '../../src/services/llm/demo-provider';
+import { collect, createRequest as createRequestWith } from '../helpers/provider-requests';
 import type { GenerateChunk, GenerateRequest } from '../../src/services/llm/provider';
 
 function createRequest(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
-  return {
-    model: 'demo',
-    prompt: 'Tell me about the sea',
-    system: null,
-    params: {},
-    signal: new AbortController().signal,
-    ...overrides,
-  };
-}
-
-async function collect(stream: AsyncIterable<GenerateChunk>): Promise<GenerateChunk[]> {
-  const chunks: GenerateChunk[] = [];
-  for await (const chunk of stream) chunks.push(chunk);
-  return chunks;
+  return createRequestWith({ model: 'demo', prompt: 'Tell me about the sea' }, overrides);
 }
 
 function tokensOf(chunks: GenerateChunk[]): string[] {

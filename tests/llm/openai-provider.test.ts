@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { collect, createRequest as createRequestWith } from '../helpers/provider-requests';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OpenAiProviderOptions } from '../../src/services/llm/openai-provider';
@@ -32,20 +33,7 @@ function createProvider(
 }
 
 function createRequest(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
-  return {
-    model: 'test-model',
-    prompt: 'Say hello',
-    system: null,
-    params: {},
-    signal: new AbortController().signal,
-    ...overrides,
-  };
-}
-
-async function collect(stream: AsyncIterable<GenerateChunk>): Promise<GenerateChunk[]> {
-  const chunks: GenerateChunk[] = [];
-  for await (const chunk of stream) chunks.push(chunk);
-  return chunks;
+  return createRequestWith({ model: 'test-model', prompt: 'Say hello' }, overrides);
 }
 
 /** Collects chunks until the stream throws; fails the test if it does not. */
