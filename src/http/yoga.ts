@@ -20,7 +20,7 @@ export const GRAPHQL_PATH = '/graphql';
 /** The yoga instance with Taskwire's context. */
 export type Yoga = YogaServerInstance<Record<string, unknown>, GraphQLContext>;
 
-/** What yoga needs from the rest of the server. */
+/** Parts of the server that yoga uses. */
 export interface YogaParts {
   config: Config;
   logger: Logger;
@@ -86,8 +86,8 @@ function createPlugins(config: Config): Plugin[] {
 
 /**
  * GraphQL Armor's depth, alias, directive and token limits. Each rejection is reported as a
- * validation error of that operation with code QUERY_TOO_COMPLEX; by default Armor throws, which
- * yoga answers without a code, and which over graphql-ws would close the whole socket.
+ * validation error of that operation with code QUERY_TOO_COMPLEX. By default Armor throws, which
+ * yoga reports without a code, and which over graphql-ws would close the whole socket.
  */
 function useQueryLimits(config: Config): Plugin {
   const report = [
@@ -133,14 +133,14 @@ function useTokenLimitCode(): Plugin {
   };
 }
 
-/** The client's `X-Request-Id` when it is a plain token, else a new UUID, for log correlation. */
+/** Returns the client's `X-Request-Id` when it is a plain token, else a new UUID, for log correlation. */
 function requestIdOf(initial: Record<string, unknown>): string {
   const request = initial.request as Request | undefined;
-  const given = request?.headers.get('x-request-id');
-  return given && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+  const fromClient = request?.headers.get('x-request-id');
+  return fromClient && /^[\w.:-]{1,128}$/.test(fromClient) ? fromClient : randomUUID();
 }
 
-/** The Authorization header of an HTTP request, or `authorization` in graphql-ws connectionParams. */
+/** Returns the Authorization header of an HTTP request, or `authorization` in graphql-ws connectionParams. */
 function authorizationOf(initial: Record<string, unknown>): string | null {
   const params = initial.connectionParams as Record<string, unknown> | undefined;
   if (params) {

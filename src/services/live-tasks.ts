@@ -20,7 +20,7 @@ export interface LiveTask {
   cacheTtlSeconds: number | null;
 }
 
-/** How a task ended, as given to {@link LiveTaskRegistry.finish}. */
+/** The ending of a task, as given to {@link LiveTaskRegistry.finish}. */
 export type TaskEnding =
   | {
       status: typeof TaskStatus.COMPLETED;
@@ -239,7 +239,7 @@ export class LiveTaskRegistry {
 
   /**
    * Puts an interrupted task, and the tasks that share its generation, back to QUEUED in the
-   * database and forgets them; used at shutdown.
+   * database and stops tracking them; used at shutdown.
    */
   release(live: LiveTask): void {
     if (isTerminal(live.record.status)) return;

@@ -47,7 +47,7 @@ export interface MockErrorObject {
 export type MockChunking = 'event' | 'bytes-1' | { randomSeed: number; maxChunk: number };
 
 /**
- * What the mock answers to one request. Every field is optional; `{}` gives the echo reply's tokens
+ * The reply the mock sends to one request. Every field is optional; `{}` gives the echo reply's tokens
  * in OpenAI's exact format: a role chunk, one chunk per token, a chunk with the finish reason, a usage
  * chunk with `choices: []` (when the request asked for usage) and `data: [DONE]`.
  */
@@ -68,10 +68,10 @@ export interface MockReply {
   usage?: MockUsage | null;
   /** Whether `data: [DONE]` ends the stream. @default true, or false with `rawEvents` */
   done?: boolean;
-  /** HTTP status; anything outside 2xx answers with `errorBody` instead of a stream. @default 200 */
+  /** HTTP status; anything outside 2xx sends `errorBody` instead of a stream. @default 200 */
   status?: number;
   /**
-   * Body of a non-2xx answer: a string is sent as text/plain, anything else as JSON.
+   * Body of a non-2xx response: a string is sent as text/plain, anything else as JSON.
    * @default { error: { message: 'Mock upstream error (HTTP <status>)', type: 'mock_error', … } }
    */
   errorBody?: unknown;
@@ -412,7 +412,7 @@ async function sendStream(
   if (!closed.signal.aborted) response.end();
 }
 
-/** Cuts bytes into writes as a {@link MockChunking} says and writes them one event-loop turn apart. */
+/** Cuts bytes into writes as a {@link MockChunking} specifies and writes them one event-loop turn apart. */
 class ChunkWriter {
   private pending: Buffer[] = [];
   private readonly random: (() => number) | undefined;

@@ -13,7 +13,7 @@ export interface Flight {
   leader: LiveTask | null;
   /** Followers that arrived before the leader was live. */
   pending: LiveTask[];
-  /** How the generation ended, once it has. */
+  /** The ending of the generation, once it has ended. */
   ending: TaskEnding | null;
 }
 
@@ -62,7 +62,7 @@ export class CacheCoordinator {
 
   constructor(private readonly options: CacheCoordinatorOptions) {}
 
-  /** The cache key of a task, or null when it neither reads nor writes the cache (BYPASS). */
+  /** Computes a task's cache key, or returns null when it neither reads nor writes the cache (BYPASS). */
   keyFor(input: CacheKeyInput, userId: string): string | null {
     if (input.cache === 'BYPASS') return null;
     const { providerName, scope, normalization } = this.options;
@@ -84,7 +84,7 @@ export class CacheCoordinator {
     return this.options.cache.get(key);
   }
 
-  /** The generation running for `key`, if any. */
+  /** Returns the generation running for `key`, if any. */
   flight(key: string): Flight | undefined {
     return this.flights.get(key);
   }

@@ -48,7 +48,7 @@ type JsonObject = Record<string, unknown>;
 
 /**
  * A provider for any server that speaks OpenAI's chat completions API with streaming. Each generation
- * is one `POST …/chat/completions` with `stream: true`; the Server-Sent Events of the answer become
+ * is one `POST …/chat/completions` with `stream: true`, and the Server-Sent Events of the reply become
  * `token`, `usage` and `finish` chunks. Aborting the request's signal closes the connection at once.
  */
 export class OpenAiProvider implements LlmProvider {
@@ -108,7 +108,7 @@ export class OpenAiProvider implements LlmProvider {
           if (stream.done) break;
         }
         if (stream.done) break;
-        // Once the model has said it finished, a connection lost before [DONE] loses nothing.
+        // Once the model has sent its finish reason, a connection lost before [DONE] loses nothing.
         bytes = await exchange.read(stream.finishReason !== undefined);
       }
       if (!stream.done && stream.finishReason === undefined) throw createIncompleteError(stream);
@@ -195,7 +195,7 @@ class UpstreamExchange {
   private response: IncomingMessage | undefined;
   private chunks: AsyncIterator<Buffer> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** What the timer is waiting for; the timer is ignored while the consumer, not the upstream, is slow. */
+  /** The upstream event the timer waits for; it does not run while the consumer is the slow side. */
   private waitingFor: 'response headers' | 'data' | undefined;
 
   constructor(signal: AbortSignal, timeoutMs: number) {
@@ -259,7 +259,7 @@ class UpstreamExchange {
     }
   }
 
-  /** Reads the body as text, up to `limit` bytes; `truncated` says whether there was more. */
+  /** Reads the body as text, up to `limit` bytes; `truncated` is true when there was more. */
   async readText(
     limit: number,
     endOnError: boolean,
@@ -278,9 +278,9 @@ class UpstreamExchange {
   }
 
   /**
-   * Stops the timer and removes the abort listener. A response read to its end leaves its socket to
-   * the agent; after `[DONE]` (`drain`) the end of the body is awaited in the background for a moment
-   * for the same reason; any other connection is closed at once.
+   * Stops the timer and removes the abort listener. A response read to its end returns its socket to
+   * the agent for reuse. After `[DONE]` (`drain`), the end of the body is awaited in the background
+   * for a moment for the same reason. Any other connection is closed at once.
    */
   dispose(drain: boolean): void {
     clearTimeout(this.timer);
@@ -302,14 +302,14 @@ class UpstreamExchange {
         // Whatever follows [DONE] means nothing.
       }
     } catch {
-      // The connection broke or the grace ran out after the answer was complete: nothing is lost.
+      // The connection broke or the grace period ran out after the reply was complete, so nothing is lost.
     } finally {
       clearTimeout(timer);
     }
   }
 
-  private wait(what: 'response headers' | 'data'): void {
-    this.waitingFor = what;
+  private wait(awaited: 'response headers' | 'data'): void {
+    this.waitingFor = awaited;
     if (this.timer === undefined) {
       // Unref'd: a consumer that drops the generator without return() must not keep the process alive.
       this.timer = setTimeout(this.onTimeout, this.timeoutMs).unref();
@@ -339,7 +339,7 @@ class UpstreamExchange {
   };
 }
 
-/** What one streamed answer has said so far. */
+/** State of one streamed reply so far. */
 class StreamState {
   finishReason: FinishReason | undefined;
   /** `[DONE]` arrived. */
@@ -412,7 +412,7 @@ async function createStatusError(
   request: GenerateRequest,
 ): Promise<ProviderError> {
   const status = response.statusCode ?? 0;
-  // The status is the news; a body cut short by a broken connection still tells what it can.
+  // The status matters most, so a body cut short by a broken connection still yields an error.
   const { text } = await exchange.readText(MAX_ERROR_BODY_BYTES, true);
   const detail = extractErrorMessage(text) ?? response.statusMessage ?? 'no details given';
   const retryable = status === 408 || status === 409 || status === 429 || status >= 500;
@@ -559,7 +559,7 @@ function extractErrorMessage(body: string): string | undefined {
     const payload: unknown = JSON.parse(body);
     if (isObject(payload)) return findErrorMessage(payload) ?? snippet(body);
   } catch {
-    // Not JSON: proxies answer with HTML or plain text.
+    // Not JSON: proxies reply with HTML or plain text.
   }
   return snippet(body.trim());
 }

@@ -17,7 +17,7 @@ export interface QueueFigures {
   paused: boolean;
 }
 
-/** Where the metrics read the figures they do not count themselves. */
+/** Sources of the figures that other parts count and the metrics only read. */
 export interface MetricsSources {
   queue: () => QueueFigures;
   cache: () => CacheCoordinatorStats;
@@ -194,12 +194,12 @@ export class Metrics {
     this.rejected.inc({ code });
   }
 
-  /** A task left the queue after waiting `seconds`. */
+  /** Records that a task left the queue after waiting `waitSeconds`. */
   taskStarted(waitSeconds: number): void {
     this.waitTime.observe(Math.max(0, waitSeconds));
   }
 
-  /** A task ended; `runSeconds` is null for one that never started. */
+  /** Records that a task ended; `runSeconds` is null for one that never started. */
   taskFinished(status: string, runSeconds: number | null): void {
     this.finished.inc({ status: status.toLowerCase() });
     if (runSeconds !== null) this.runTime.observe(Math.max(0, runSeconds));
@@ -213,7 +213,7 @@ export class Metrics {
     this.firstToken.observe(seconds);
   }
 
-  /** A provider request finished normally with `tokens` streamed over `seconds` of generation. */
+  /** Records a provider request that finished normally with `tokens` over `generationSeconds`. */
   llmCompleted(tokens: number, generationSeconds: number, usage: TokenUsage | null): void {
     this.llmTokens.inc({ direction: 'out' }, usage?.completionTokens ?? tokens);
     if (usage?.promptTokens) this.llmTokens.inc({ direction: 'in' }, usage.promptTokens);
@@ -244,12 +244,12 @@ export class Metrics {
     this.subscriptionsActive.dec({ transport });
   }
 
-  /** The Prometheus text exposition of every metric. */
+  /** Renders every metric in the Prometheus text format. */
   prometheus(): Promise<string> {
     return this.registry.metrics();
   }
 
-  /** Every figure, for the `metrics` query and the `metricsUpdated` subscription. */
+  /** Collects every figure for the `metrics` query and the `metricsUpdated` subscription. */
   async snapshot(): Promise<MetricsSnapshot> {
     const sources = this.requireSources();
     const cache = sources.cache();
