@@ -57,8 +57,12 @@ const configSchema = z.object({
   RESULT_RETENTION_HOURS: z.coerce.number().positive().max(876_000).default(168),
   /** Milliseconds between two runs of the retention purge. @default 600000 */
   RETENTION_SWEEP_MS: integer(1000, 86_400_000).default(600_000),
-  /** Milliseconds the writer collects records before it commits them. @default 2 */
-  DB_FLUSH_INTERVAL_MS: integer(0, 10_000).default(2),
+  /**
+   * Milliseconds the writer collects records before it commits them; 0 commits on the next turn
+   * of the event loop, and records that arrive while a commit runs still share the next one.
+   * @default 0
+   */
+  DB_FLUSH_INTERVAL_MS: integer(0, 10_000).default(0),
   /** Records that make the writer commit at once. @default 500 */
   DB_FLUSH_MAX_RECORDS: integer(1, 100_000).default(500),
   /** Milliseconds between two PASSIVE WAL checkpoints; 0 turns them off. @default 30000 */

@@ -10,7 +10,7 @@ import { CacheStore, applyCacheWrite } from './cache-store';
 import { TASK_COLUMNS, TASK_INDEXES, TASK_TABLE } from './entities/task.entity';
 import { createOrm } from './orm';
 import { fromTaskRow, toTaskRowValues } from './task-row';
-import type { TaskRow, TaskRowValues } from './task-row';
+import type { SqlValue, TaskRow, TaskRowValues } from './task-row';
 import { WalCheckpointer } from './wal-checkpointer';
 import { runWriteTransaction } from './write-transaction';
 import type { WriteTransaction } from './write-transaction';
@@ -66,7 +66,7 @@ type TaskWrite =
   | CacheWrite;
 
 const DEFAULT_PURGE_CHUNK_SIZE = 500;
-/** Rows per INSERT statement: few statements, yet short ones (19 bound values a row). */
+/** Rows per INSERT or UPDATE statement: few statements, yet short ones (about 20 bound values a row). */
 const INSERT_CHUNK_ROWS = 100;
 const TERMINAL = [...TERMINAL_STATUSES];
 const c = TASK_COLUMNS;
@@ -296,31 +296,92 @@ export class TaskStore {
   }
 }
 
-/** Applies a batch in order: runs of inserts become multi-row INSERTs, updates run one by one. */
+/** A task's writes within one batch, merged: one INSERT or one UPDATE of the final values. */
+interface MergedTaskWrite {
+  insert: boolean;
+  values: TaskRowValues;
+}
+
+/**
+ * Applies a batch in one transaction. A task's writes in the batch merge into one: an insert
+ * followed by updates becomes one INSERT of the final values, and several updates become one. The
+ * merged inserts go out as multi-row INSERTs, and the updates as one `UPDATE ... FROM (VALUES ...)`
+ * per set of changed columns. Cache writes keep their order among themselves; they touch another
+ * table, so their order against task writes does not matter.
+ */
 async function applyWrites(
   trx: WriteTransaction,
   ops: readonly TaskWrite[],
   log: Logger,
 ): Promise<void> {
-  let inserts: TaskRowValues[] = [];
-  const insertPending = async () => {
-    for (let start = 0; start < inserts.length; start += INSERT_CHUNK_ROWS) {
-      await trx.run(trx.knex(TASK_TABLE).insert(inserts.slice(start, start + INSERT_CHUNK_ROWS)));
-    }
-    inserts = [];
-  };
+  const tasks = new Map<string, MergedTaskWrite>();
+  const cacheWrites: CacheWrite[] = [];
   for (const op of ops) {
-    if (op.kind === 'insert') {
-      inserts.push(op.values);
-      continue;
-    }
-    await insertPending();
     if (op.kind === 'cache-put' || op.kind === 'cache-hits') {
-      await applyCacheWrite(trx, op);
+      cacheWrites.push(op);
       continue;
     }
-    const changed = await trx.run(trx.knex(TASK_TABLE).where(c.id, op.id).update(op.values));
-    if (changed === 0) log.warn({ taskId: op.id }, 'Update of a task that is not in the database');
+    const id = op.kind === 'insert' ? String(op.values[c.id]) : op.id;
+    const merged = tasks.get(id);
+    if (merged === undefined) {
+      // Copied: the op itself may be committed again alone if this batch fails.
+      tasks.set(id, { insert: op.kind === 'insert', values: { ...op.values } });
+    } else if (op.kind === 'insert') {
+      // A second insert of one id can only fail; run it as written so it fails as written.
+      await trx.run(trx.knex(TASK_TABLE).insert(op.values));
+    } else {
+      Object.assign(merged.values, op.values);
+    }
   }
-  await insertPending();
+  const inserts: TaskRowValues[] = [];
+  const updates = new Map<string, { columns: string[]; rows: [string, TaskRowValues][] }>();
+  for (const [id, merged] of tasks) {
+    if (merged.insert) {
+      inserts.push(merged.values);
+      continue;
+    }
+    const columns = Object.keys(merged.values).sort();
+    const signature = columns.join(',');
+    const group = updates.get(signature) ?? { columns, rows: [] };
+    group.rows.push([id, merged.values]);
+    updates.set(signature, group);
+  }
+  for (let start = 0; start < inserts.length; start += INSERT_CHUNK_ROWS) {
+    await trx.run(trx.knex(TASK_TABLE).insert(inserts.slice(start, start + INSERT_CHUNK_ROWS)));
+  }
+  for (const { columns, rows } of updates.values()) {
+    for (let start = 0; start < rows.length; start += INSERT_CHUNK_ROWS) {
+      await updateRows(trx, columns, rows.slice(start, start + INSERT_CHUNK_ROWS), log);
+    }
+  }
+  for (const op of cacheWrites) await applyCacheWrite(trx, op);
+}
+
+/**
+ * Sets `columns` of several tasks in one statement: `UPDATE task SET ... FROM (VALUES ...)`, where
+ * each VALUES row holds a task's id and its new values. Logs the ids that matched no row.
+ */
+async function updateRows(
+  trx: WriteTransaction,
+  columns: readonly string[],
+  rows: readonly [string, TaskRowValues][],
+  log: Logger,
+): Promise<void> {
+  const assignments = columns.map((column, index) => `"${column}" = v.column${index + 2}`);
+  const tuple = `(${new Array(columns.length + 1).fill('?').join(', ')})`;
+  const bindings: SqlValue[] = [];
+  for (const [id, values] of rows) {
+    bindings.push(id);
+    for (const column of columns) bindings.push(values[column]);
+  }
+  const sql =
+    `UPDATE "${TASK_TABLE}" SET ${assignments.join(', ')} ` +
+    `FROM (VALUES ${new Array(rows.length).fill(tuple).join(', ')}) AS v ` +
+    `WHERE "${TASK_TABLE}"."${c.id}" = v.column1 RETURNING "${TASK_TABLE}"."${c.id}" AS id`;
+  const changed = (await trx.run(trx.knex.raw(sql, bindings))) as { id: string }[];
+  if (changed.length === rows.length) return;
+  const found = new Set(changed.map((row) => row.id));
+  for (const [id] of rows) {
+    if (!found.has(id)) log.warn({ taskId: id }, 'Update of a task that is not in the database');
+  }
 }

@@ -70,6 +70,8 @@ export class TaskEventBus {
   private readonly topics = new Map<string, Topic>();
   private readonly retainFinishedMs: number;
   private readonly maxPending: number;
+  /** Open subscriptions across all topics, kept as a count so reading it costs nothing. */
+  private openSubscribers = 0;
 
   constructor(options: TaskEventBusOptions = {}) {
     this.retainFinishedMs = options.retainFinishedMs ?? DEFAULT_RETAIN_FINISHED_MS;
@@ -121,18 +123,24 @@ export class TaskEventBus {
     const topic = this.topics.get(taskId);
     if (!topic) return undefined;
     const from = afterSeq > topic.seq ? 0 : afterSeq;
-    const subscriber = new Subscriber(this.maxPending, () => topic.subscribers.delete(subscriber));
+    const subscriber = new Subscriber(this.maxPending, () => {
+      if (topic.subscribers.delete(subscriber)) this.openSubscribers -= 1;
+    });
     for (const event of topic.buffer) {
       if (event.seq > from) subscriber.push(event);
     }
-    if (!subscriber.ended) topic.subscribers.add(subscriber);
+    if (!subscriber.ended) {
+      topic.subscribers.add(subscriber);
+      this.openSubscribers += 1;
+    }
     return subscriber;
   }
 
   /** Ends every subscription with an error and forgets every topic; used at shutdown. */
   closeAll(reason: Error): void {
     for (const [taskId, topic] of this.topics) {
-      for (const subscriber of topic.subscribers) subscriber.fail(reason);
+      // Each failing subscriber detaches itself, which keeps the count right.
+      for (const subscriber of [...topic.subscribers]) subscriber.fail(reason);
       clearTimeout(topic.dropTimer);
       this.topics.delete(taskId);
     }
@@ -140,13 +148,12 @@ export class TaskEventBus {
 
   /** Number of open subscriptions across all tasks. */
   get subscriberCount(): number {
-    let count = 0;
-    for (const topic of this.topics.values()) count += topic.subscribers.size;
-    return count;
+    return this.openSubscribers;
   }
 
   private finish(taskId: string, topic: Topic): void {
     topic.finished = true;
+    this.openSubscribers -= topic.subscribers.size;
     topic.subscribers.clear();
     topic.dropTimer = setTimeout(() => this.drop(taskId), this.retainFinishedMs);
     topic.dropTimer.unref();

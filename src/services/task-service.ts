@@ -88,8 +88,9 @@ export class TaskService {
   private readonly cache: CacheCoordinator;
   private readonly metrics?: Metrics;
   private readonly pendingKeys = new Map<string, Promise<TaskRecord>>();
+  /** Tasks answered from the cache whose rows are still being written. */
+  private readonly unsaved = new Map<string, TaskRecord>();
   private readonly submitLimiter: RateLimiter;
-  private admitting = 0;
   private shuttingDown = false;
   private retentionTimer?: NodeJS.Timeout;
   private cacheSweepTimer?: NodeJS.Timeout;
@@ -188,7 +189,7 @@ export class TaskService {
   /** Returns the caller's task, or null when it does not exist or belongs to someone else. */
   async get(id: string, caller: Caller): Promise<TaskRecord | null> {
     if (!UUID_PATTERN.test(id)) return null;
-    const record = this.tasks.get(id)?.record ?? (await this.store.get(id));
+    const record = this.tasks.get(id)?.record ?? this.unsaved.get(id) ?? (await this.store.get(id));
     return record && canSee(caller, record) ? record : null;
   }
 
@@ -482,7 +483,24 @@ export class TaskService {
     const chunks = splitIntoChunks(hit.value);
     const base = newTaskRecord(submission, caller, key, this.provider.defaultModel);
     const record = { ...completedFromCache(base, hit, new Date()), lastSeq: chunks.length + 2 };
-    await this.store.insert(record);
+    const saved = this.store.insert(record);
+    if (submission.idempotencyKey === null) {
+      // The reply holds the whole answer, which the cache already keeps, so it need not wait for
+      // the commit; a crash in the next few milliseconds loses this task's row only. Until the
+      // row commits, reads find the task here. A task with an idempotency key waits: a retry
+      // must find the row.
+      this.unsaved.set(record.id, record);
+      const forget = () => this.unsaved.delete(record.id);
+      saved.then(forget, (error: unknown) => {
+        forget();
+        this.logger.error(
+          { err: error, taskId: record.id },
+          "A cached answer's task was not saved",
+        );
+      });
+    } else {
+      await saved;
+    }
     this.tasks.replayCompleted(record, chunks);
     this.metrics?.taskFinished(Status.COMPLETED, 0);
     return record;
@@ -508,30 +526,60 @@ export class TaskService {
     return live.record;
   }
 
-  /** Reserves a queue place, commits the QUEUED row, then enqueues. */
+  /**
+   * Enqueues the task at once and returns after its row has committed. The task may start, and
+   * even finish, while the row is being written: then its later writes merge into the same batch.
+   * A task whose row cannot be written fails and is dropped, and the caller gets the error; no
+   * client holds its id yet.
+   */
   private async admitQueued(
     submission: ValidSubmission,
     caller: Caller,
     key: string | null,
   ): Promise<TaskRecord> {
     this.assertUserQueueRoom(caller);
-    if (this.queue.size + this.admitting >= this.queue.capacity) throw this.queueFull();
-    // Claimed before the insert, so identical tasks that arrive meanwhile join this one.
+    if (this.queue.size >= this.queue.capacity) throw this.queueFull();
+    // Checked again: a cache lookup may have let a shutdown begin since the first check.
+    this.assertAccepting();
+    // Claimed before the task is queued, so identical tasks that arrive meanwhile join this one.
     const flight = key !== null && !this.cache.flight(key) ? this.cache.claim(key) : null;
-    this.admitting += 1;
+    const record = newTaskRecord(submission, caller, key, this.provider.defaultModel);
+    // Written before the task is queued, so the insert comes before any update of the task.
+    const saved = this.store.insert(record);
     try {
-      const record = newTaskRecord(submission, caller, key, this.provider.defaultModel);
-      await this.store.insert(record);
-      this.assertAccepting();
       this.enqueue(record, false, submission.cacheTtlSeconds, flight);
-      // The task may have started already; return its state now, not the one it was stored with.
-      return this.tasks.get(record.id)?.record ?? record;
     } catch (error) {
+      saved.catch(() => undefined);
       if (flight) this.abandonFlight(flight);
       throw error;
-    } finally {
-      this.admitting -= 1;
     }
+    // Held here: a task that ends before its row commits has already left the registry.
+    const live = this.tasks.get(record.id);
+    try {
+      await saved;
+    } catch (error) {
+      this.logger.error({ err: error, taskId: record.id }, 'A new task was not saved');
+      this.dropUnsaved(record.id);
+      throw new TaskwireError(
+        ErrorCode.INTERNAL,
+        'The task could not be saved, so it was not queued. Try again.',
+        { cause: error },
+      );
+    }
+    // The task may have started or even ended; return its state now, not the one it was stored with.
+    return live?.record ?? record;
+  }
+
+  /** Stops a task whose row could not be written; its flight's followers fail with it. */
+  private dropUnsaved(id: string): void {
+    const live = this.tasks.get(id);
+    if (!live) return;
+    this.tasks.finish(live, {
+      status: Status.FAILED,
+      error: { code: ErrorCode.INTERNAL, message: 'The task could not be saved.' },
+    });
+    this.pool.cancel(id, new TaskwireError(ErrorCode.INTERNAL, 'The task could not be saved.'));
+    this.publishPositions();
   }
 
   /** Attaches a follower to a flight, or settles it at once when the flight already ended. */
@@ -612,7 +660,7 @@ export class TaskService {
   }
 
   private queueFull(): QueueFullError {
-    return new QueueFullError(this.queue.capacity, this.queue.size + this.admitting);
+    return new QueueFullError(this.queue.capacity, this.queue.size);
   }
 
   /** Queues a task whose row is committed and publishes its position. */

@@ -5,7 +5,7 @@ import { isBusyError, isUniqueViolation } from '../../src/db/sqlite-errors';
 import type { TaskStore } from '../../src/db/task-store';
 import { createTaskId } from '../../src/services/ids';
 import type { TaskRecord, TaskStatus } from '../../src/services/task-types';
-import { makeTask, sleep, useDatabaseFixtures } from './db-fixtures';
+import { createRecordingLogger, makeTask, sleep, useDatabaseFixtures } from './db-fixtures';
 
 const fixtures = useDatabaseFixtures();
 
@@ -139,6 +139,43 @@ describe('TaskStore', () => {
         usage: { totalTokens: 3 },
         result: 'hi',
       });
+    });
+
+    it('updates many committed tasks in one batch, whatever columns each changes', async () => {
+      const { logger, lines } = createRecordingLogger('warn');
+      const store = await fixtures.openStore({ flushIntervalMs: 50, logger });
+      const tasks = await insertSeries(
+        store,
+        Array.from({ length: 250 }, () => ({})),
+      );
+      const startedAt = new Date();
+      const missing = createTaskId();
+      const writes = tasks.map((task, index) =>
+        index % 2 === 0
+          ? store.update(task.id, { status: 'RUNNING', startedAt, attempts: 1 })
+          : store.update(task.id, { status: 'COMPLETED', result: `answer ${index}` }),
+      );
+      writes.push(store.update(missing, { status: 'FAILED' }));
+      const batchesBefore = store.writer.stats.batchesCommitted;
+      await Promise.all(writes);
+
+      expect(store.writer.stats.batchesCommitted - batchesBefore).toBe(1);
+      const stored = await Promise.all(tasks.map((task) => store.get(task.id)));
+      stored.forEach((row, index) => {
+        const task = tasks[index];
+        expect(row).toEqual(
+          index % 2 === 0
+            ? { ...task, status: 'RUNNING', startedAt, attempts: 1 }
+            : { ...task, status: 'COMPLETED', result: `answer ${index}` },
+        );
+      });
+      expect(await store.get(missing)).toBeNull();
+      expect(lines).toEqual([
+        expect.objectContaining({
+          taskId: missing,
+          msg: 'Update of a task that is not in the database',
+        }),
+      ]);
     });
 
     it('sets fields to null and leaves fields it is not given alone', async () => {

@@ -105,7 +105,8 @@ describe('input validation', () => {
 
     const task = await submitTask(server.url, { prompt: 'still here' });
 
-    expect(['QUEUED', 'RUNNING']).toContain(task.status);
+    // The demo reply is instant: the task may end before its row commits and submit returns.
+    expect(['QUEUED', 'RUNNING', 'COMPLETED']).toContain(task.status);
     expect((await waitForStatus(server.url, task.id, ['COMPLETED'])).result).toContain(
       'still here',
     );

@@ -1,10 +1,11 @@
+import sqlite3 from 'sqlite3';
 import WebSocket from 'ws';
 import { parseConfig } from '../../src/config';
 import { postGraphQL } from '../helpers/graphql-clients';
 import { disposeTestServers, startTestServer } from '../helpers/test-server';
 import { startWithUpstream } from './steps';
 import type { TaskShape } from './operations';
-import { GENERATE, SUBMIT } from './operations';
+import { GENERATE, SUBMIT, TASKS } from './operations';
 
 afterEach(disposeTestServers);
 
@@ -154,5 +155,41 @@ describe('request bodies without Content-Length', () => {
     expect(stream.headers.get('content-type')).toContain('text/event-stream');
     expect(text).toContain('"kind":"COMPLETED"');
     expect(text).toContain('event: complete');
+  });
+});
+
+describe('a task whose row cannot be written', () => {
+  it('fails the submit, stops the task it had started and keeps serving', async () => {
+    const { upstream, server } = await startWithUpstream({ DB_BUSY_TIMEOUT_MS: 20 });
+    upstream.respondWith(() => ({ tokens: ['a', 'b', 'c', 'd'], tokenDelayMs: 400 }));
+    // Another connection holds the write lock until the writer has given up on the batch.
+    const blocker = new sqlite3.Database(server.dbPath);
+    const exec = (sql: string) =>
+      new Promise<void>((resolve, reject) =>
+        blocker.exec(sql, (error) => (error ? reject(error) : resolve())),
+      );
+    await exec('PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE');
+    try {
+      const failed = await postGraphQL(server.url, SUBMIT, { input: { prompt: 'never saved' } });
+      expect(failed.errors?.[0]).toMatchObject({
+        message: 'The task could not be saved, so it was not queued. Try again.',
+        extensions: { code: 'INTERNAL_SERVER_ERROR' },
+      });
+      // The task had started before its insert failed: its upstream request is aborted.
+      await upstream.waitForAbort(0);
+    } finally {
+      await exec('ROLLBACK');
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    }
+    const list = await postGraphQL<{ tasks: { edges: unknown[] } }>(server.url, TASKS, {});
+    expect(list.data?.tasks.edges).toEqual([]);
+
+    upstream.respondWith(() => ({ tokens: ['fine'] }));
+    const task = (
+      await postGraphQL<{ generate: TaskShape }>(server.url, GENERATE, {
+        input: { prompt: 'saved' },
+      })
+    ).data?.generate;
+    expect(task?.status).toBe('COMPLETED');
   });
 });

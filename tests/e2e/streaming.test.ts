@@ -26,7 +26,8 @@ describe('task streaming over graphql-ws and SSE', () => {
       usage: { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 },
     }));
     const task = await submitTask(server.url, { prompt: 'Say hello' });
-    expect(['QUEUED', 'RUNNING']).toContain(task.status);
+    // A short reply may end before the task's row commits; the replay below still has every event.
+    expect(['QUEUED', 'RUNNING', 'COMPLETED']).toContain(task.status);
 
     const { events, result } = await collectEvents(openWsClient(server.wsUrl), task.id);
 

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { GenerateChunk, GenerateRequest, LlmProvider } from './provider';
 import type { FinishReason } from './provider';
 
@@ -95,18 +96,18 @@ function countWords(text: string): number {
 
 /** Waits `ms` (or one event-loop turn for 0); rejects with the signal's reason when it fires. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
+  // One turn is short enough to check the signal after it instead of listening to it.
+  if (ms === 0) return nextTurn().then(() => signal.throwIfAborted());
   return new Promise((resolve, reject) => {
     const onAbort = (): void => {
       clearTimeout(timer);
-      clearImmediate(immediate);
       reject(signal.reason);
     };
     const done = (): void => {
       signal.removeEventListener('abort', onAbort);
       resolve();
     };
-    const timer = ms > 0 ? setTimeout(done, ms) : undefined;
-    const immediate = ms > 0 ? undefined : setImmediate(done);
+    const timer = setTimeout(done, ms);
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
   });
