@@ -41,12 +41,21 @@ export interface ServerProcess {
 
 const KILL_AFTER_MS = 300_000;
 
+/**
+ * `--cpu-prof` flags when `BENCH_CPU_PROF` names a directory: each server process then writes a
+ * CPU profile there when it stops.
+ */
+function profileArgs(): string[] {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
 /** Forks this file under tsx with `--expose-gc` and starts Taskwire or the raw broadcaster in it. */
 export async function startServerProcess(
   kind: { taskwire: Partial<Record<keyof Config, unknown>> } | 'raw',
 ): Promise<ServerProcess> {
   const child = fork(__filename, [], {
-    execArgv: ['--import', 'tsx', '--expose-gc'],
+    execArgv: ['--import', 'tsx', '--expose-gc', ...profileArgs()],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const killer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);

@@ -10,6 +10,7 @@ import { ErrorCode } from '../errors';
 import type { Logger } from '../logger';
 import type { GraphQLContext } from '../schema/context';
 import { useRequestErrorCodes } from '../schema/request-error-codes';
+import { useSharedEventResults } from './shared-event-results';
 import { createSchema } from '../schema/schema';
 import type { Metrics } from '../services/metrics/metrics';
 import type { Caller, TaskService } from '../services/task-service';
@@ -75,7 +76,12 @@ export function createYogaServer(parts: YogaParts): Yoga {
 }
 
 function createPlugins(config: Config): Plugin[] {
-  const plugins: Plugin[] = [useRequestErrorCodes(), useQueryLimits(config), useTokenLimitCode()];
+  const plugins: Plugin[] = [
+    useRequestErrorCodes(),
+    useQueryLimits(config),
+    useTokenLimitCode(),
+    useSharedEventResults(['taskEvents']),
+  ];
   if (!config.INTROSPECTION) {
     plugins.push({
       onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule),

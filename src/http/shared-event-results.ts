@@ -1,0 +1,108 @@
+import type { Plugin } from 'graphql-yoga';
+import type {
+  DocumentNode,
+  ExecutionArgs,
+  ExecutionResult,
+  OperationDefinitionNode,
+} from 'graphql';
+import { Kind, createSourceEventStream, execute, getOperationAST } from 'graphql';
+
+type PromiseOrValue<T> = T | Promise<T>;
+
+/** Results already computed for one event, by operation (see `operationKey`). */
+type ResultsByOperation = Map<string, PromiseOrValue<ExecutionResult>>;
+
+/**
+ * Executes the selection of a subscription once per event and operation, however many clients
+ * subscribed with that operation. Without it, a token streamed to 2,000 subscribers of one task
+ * runs the same GraphQL execution 2,000 times.
+ *
+ * It applies only to operations whose one root field is in `fields`, and those fields' payloads
+ * must be shared objects (each event is one object handed to every subscriber) whose selection
+ * gives every subscriber the same answer: nothing under them may depend on the caller. Taskwire's
+ * `taskEvents` qualifies: each subscriber was checked when it subscribed, and a task's fields are
+ * the same whoever reads them. The results live as long as their event does.
+ */
+export function useSharedEventResults(fields: readonly string[]): Plugin {
+  const shared = new WeakMap<object, ResultsByOperation>();
+  return {
+    onSubscribe: ({ args, setSubscribeFn }) => {
+      const operation = getOperationAST(args.document, args.operationName);
+      if (!operation || !hasOneRootField(operation, fields)) return;
+      const key = operationKey(args.document, args.operationName, args.variableValues);
+      if (key === undefined) return;
+      setSubscribeFn((subscribeArgs) => subscribeShared(subscribeArgs, key, shared));
+    },
+  };
+}
+
+function hasOneRootField(operation: OperationDefinitionNode, fields: readonly string[]): boolean {
+  const { selections } = operation.selectionSet;
+  if (selections.length !== 1) return false;
+  const [selection] = selections;
+  return selection.kind === Kind.FIELD && fields.includes(selection.name.value);
+}
+
+/** What makes two subscriptions execute alike: document text, operation name and variables. */
+function operationKey(
+  document: DocumentNode,
+  operationName: string | null | undefined,
+  variables: ExecutionArgs['variableValues'],
+): string | undefined {
+  const text = document.loc?.source.body;
+  if (text === undefined) return undefined;
+  return `${text}\u0000${operationName ?? ''}\u0000${JSON.stringify(variables ?? {})}`;
+}
+
+/**
+ * Subscribes as graphql-js does (source stream, then one execution per event with the event as
+ * the root value), taking the execution of an event from `shared` when another subscriber with
+ * the same operation has already run it.
+ */
+async function subscribeShared(
+  args: ExecutionArgs,
+  key: string,
+  shared: WeakMap<object, ResultsByOperation>,
+): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
+  const source = await createSourceEventStream(args);
+  if (!isAsyncIterable(source)) return source;
+  const iterator = source[Symbol.asyncIterator]();
+  const resultOf = (payload: unknown): PromiseOrValue<ExecutionResult> => {
+    if (typeof payload !== 'object' || payload === null)
+      return execute({ ...args, rootValue: payload });
+    let results = shared.get(payload);
+    if (results === undefined) {
+      results = new Map();
+      shared.set(payload, results);
+    }
+    let result = results.get(key);
+    if (result === undefined) {
+      result = execute({ ...args, rootValue: payload });
+      results.set(key, result);
+    }
+    return result;
+  };
+  const stream: AsyncIterableIterator<ExecutionResult> = {
+    async next() {
+      const step = await iterator.next();
+      if (step.done) return { value: undefined, done: true };
+      return { value: await resultOf(step.value), done: false };
+    },
+    async return() {
+      await iterator.return?.();
+      return { value: undefined, done: true };
+    },
+    async throw(error?: unknown) {
+      if (iterator.throw) await iterator.throw(error);
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return stream;
+    },
+  };
+  return stream;
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}
