@@ -2,6 +2,7 @@
 // has its own event loop and the server's figures do not include the client's work. It receives
 // one job over IPC, runs it, sends back { type: 'result', ... } and exits. Every loop stops by
 // itself after its duration or its operation budget, whichever comes first.
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
@@ -140,7 +141,8 @@ async function runWsOps(job) {
 }
 
 /**
- * Opens `count` sockets, subscribes each (graphql-ws) or just connects (raw), reports `ready`, then
+ * Opens `count` sockets, subscribes each (graphql-ws, with a random UUID as the operation id, as
+ * the graphql-ws client does) or just connects (raw), reports `ready`, then
  * records the delay of every message from the send time stamped in it (`ts:<ms>` in the text)
  * until each socket has seen the end or `timeoutMs` passes.
  */
@@ -161,10 +163,10 @@ async function runFanout({ wsUrl, count, protocol, query, variables, timeoutMs, 
   for (let start = 0; start < count; start += openBatch) {
     const size = Math.min(openBatch, count - start);
     const opened = await Promise.all(
-      Array.from({ length: size }, (_, index) =>
+      Array.from({ length: size }, () =>
         protocol === 'raw'
           ? openRaw(wsUrl, onText, onEnd)
-          : openSubscriber(wsUrl, String(start + index), query, variables, onText, onEnd),
+          : openSubscriber(wsUrl, randomUUID(), query, variables, onText, onEnd),
       ),
     );
     sockets.push(...opened);

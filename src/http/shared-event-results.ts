@@ -66,41 +66,54 @@ async function subscribeShared(
 ): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
   const source = await createSourceEventStream(args);
   if (!isAsyncIterable(source)) return source;
-  const iterator = source[Symbol.asyncIterator]();
-  const resultOf = (payload: unknown): PromiseOrValue<ExecutionResult> => {
-    if (typeof payload !== 'object' || payload === null)
-      return execute({ ...args, rootValue: payload });
-    let results = shared.get(payload);
+  return new SharedResultStream(source[Symbol.asyncIterator](), args, key, shared);
+}
+
+/** A class rather than an object of closures: one of these lives as long as its subscription. */
+class SharedResultStream implements AsyncIterableIterator<ExecutionResult> {
+  constructor(
+    private readonly source: AsyncIterator<unknown>,
+    private readonly args: ExecutionArgs,
+    private readonly key: string,
+    private readonly shared: WeakMap<object, ResultsByOperation>,
+  ) {}
+
+  async next(): Promise<IteratorResult<ExecutionResult>> {
+    const step = await this.source.next();
+    if (step.done) return { value: undefined, done: true };
+    return { value: await this.resultOf(step.value), done: false };
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    await this.source.return?.();
+    return { value: undefined, done: true };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<ExecutionResult>> {
+    if (this.source.throw) await this.source.throw(error);
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<ExecutionResult> {
+    return this;
+  }
+
+  private resultOf(payload: unknown): PromiseOrValue<ExecutionResult> {
+    if (typeof payload !== 'object' || payload === null) {
+      return execute({ ...this.args, rootValue: payload });
+    }
+    let results = this.shared.get(payload);
     if (results === undefined) {
       results = new Map();
-      shared.set(payload, results);
+      this.shared.set(payload, results);
     }
-    let result = results.get(key);
+    let result = results.get(this.key);
     if (result === undefined) {
-      result = execute({ ...args, rootValue: payload });
-      results.set(key, result);
+      result = execute({ ...this.args, rootValue: payload });
+      results.set(this.key, result);
     }
     return result;
-  };
-  const stream: AsyncIterableIterator<ExecutionResult> = {
-    async next() {
-      const step = await iterator.next();
-      if (step.done) return { value: undefined, done: true };
-      return { value: await resultOf(step.value), done: false };
-    },
-    async return() {
-      await iterator.return?.();
-      return { value: undefined, done: true };
-    },
-    async throw(error?: unknown) {
-      if (iterator.throw) await iterator.throw(error);
-      throw error;
-    },
-    [Symbol.asyncIterator]() {
-      return stream;
-    },
-  };
-  return stream;
+  }
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {

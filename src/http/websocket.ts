@@ -1,10 +1,13 @@
 import type { Server } from 'node:http';
 import type { ExecutionArgs } from 'graphql';
 import { GraphQLError } from 'graphql';
-import { CloseCode } from 'graphql-ws';
-import type { Context as WsContext, SubscribePayload } from 'graphql-ws';
-import { useServer } from 'graphql-ws/use/ws';
-import type { Extra } from 'graphql-ws/use/ws';
+import { CloseCode, handleProtocols, makeServer } from 'graphql-ws';
+import type {
+  Server as GraphQLWsServer,
+  ServerOptions,
+  Context as WsContext,
+  SubscribePayload,
+} from 'graphql-ws';
 import type { WebSocket } from 'ws';
 import { WebSocketServer } from 'ws';
 import type { Authenticator } from '../auth';
@@ -30,14 +33,34 @@ export interface WebSocketEndpoint {
   dispose(): Promise<void>;
 }
 
-type ConnectionContext = WsContext<Record<string, unknown>, Extra & { caller?: Caller }>;
+/** What a connection keeps: its socket and, once authenticated, its caller. Not the upgrade request. */
+interface ConnectionExtra {
+  socket: WebSocket;
+  caller?: Caller;
+}
+
+type ConnectionContext = WsContext<Record<string, unknown>, ConnectionExtra>;
 type WsArgs = ExecutionArgs & { rootValue: ReturnType<Yoga['getEnveloped']> };
+
+/**
+ * Bytes a socket may have waiting in its send buffer before `send` makes graphql-ws wait for the
+ * write: a client that reads then costs no promise per message, and one that stops reading holds
+ * back its subscriptions, whose events then pile up in the event bus up to its per-subscriber limit.
+ */
+const SEND_BUFFER_BYTES = 64 * 1024;
+
+/** WebSocket close code 1001: the server is going away. */
+const GOING_AWAY = 1001;
 
 /**
  * Serves graphql-ws on the HTTP server's port with its limits: connection_init timeout, maximum
  * message size (ws closes an oversized message with 1009), maximum subscriptions per socket,
  * keepalive pings that drop peers which stop answering, and authentication at connection time
  * (an invalid key closes the socket with 4403 Forbidden).
+ *
+ * The sockets are wired to graphql-ws here rather than through its `useServer`, to keep a
+ * connection small: one keepalive timer for all sockets instead of two per socket, no reference to
+ * the upgrade request, and no promise per message sent to a client that keeps up.
  */
 export function createWebSocketEndpoint(
   httpServer: Server,
@@ -45,44 +68,115 @@ export function createWebSocketEndpoint(
   parts: WebSocketParts,
 ): WebSocketEndpoint {
   const { config, metrics } = parts;
+  const logger = parts.logger.child({ area: 'ws' });
   const wsServer = new WebSocketServer({
     server: httpServer,
     path: GRAPHQL_PATH,
     maxPayload: config.MAX_BODY_BYTES,
+    handleProtocols,
     verifyClient: ({ origin, req }: { origin: string; req: { headers: { host?: string } } }) =>
       isAllowedOrigin(origin, req.headers.host, config.CORS_ORIGINS),
   });
+  const protocol = makeServer<Record<string, unknown>, ConnectionExtra>(
+    createOptions(yoga, parts, logger),
+  );
+  wsServer.on('error', (error) => logger.error({ err: error }, 'WebSocket server error'));
   wsServer.on('connection', (socket) => {
     metrics.webSocketOpened();
-    const stopKeepalive = keepAlive(socket, config.WS_KEEPALIVE_MS);
-    socket.once('close', () => {
-      stopKeepalive();
-      metrics.webSocketClosed();
-    });
+    serveSocket(socket, protocol, logger);
+    socket.once('close', () => metrics.webSocketClosed());
   });
-  const handle = useServer(createOptions(yoga, parts), wsServer);
-  return { dispose: async () => handle.dispose() };
+  const stopKeepalive = keepAlive(wsServer, config.WS_KEEPALIVE_MS);
+  return {
+    dispose: async () => {
+      stopKeepalive();
+      for (const socket of wsServer.clients) socket.close(GOING_AWAY, 'Going away');
+      await new Promise<void>((resolve, reject) =>
+        wsServer.close((error) => (error ? reject(error) : resolve())),
+      );
+    },
+  };
 }
 
-/** Pings the peer every `intervalMs` and terminates it when the previous ping got no pong. */
-function keepAlive(socket: WebSocket, intervalMs: number): () => void {
+/** Connects one socket to the graphql-ws protocol. */
+function serveSocket(
+  socket: WebSocket,
+  protocol: GraphQLWsServer<ConnectionExtra>,
+  logger: Logger,
+): void {
+  socket.on('error', (error) => {
+    logger.warn({ err: error }, 'WebSocket error; closing the connection');
+    socket.close(CloseCode.InternalServerError, 'Internal server error');
+  });
+  const closed = protocol.opened(
+    {
+      protocol: socket.protocol,
+      send: (data) => send(socket, data),
+      close: (code, reason) => socket.close(code, reason),
+      onMessage: (handle) =>
+        socket.on('message', (data) => {
+          // For a subscription the handler settles only when the subscription ends.
+          handle(String(data)).catch((error: unknown) => {
+            logger.error({ err: error }, 'Failed to handle a graphql-ws message');
+            socket.close(CloseCode.InternalServerError, 'Internal server error');
+          });
+        }),
+    },
+    { socket },
+  );
+  socket.once('close', (code, reason) => {
+    closed(code, String(reason)).catch((error: unknown) => {
+      logger.error({ err: error }, 'Failed to clean up a closed WebSocket');
+    });
+  });
+}
+
+/** Sends at once while the socket keeps up; otherwise resolves when the message has been written. */
+function send(socket: WebSocket, data: string): Promise<void> | undefined {
+  if (socket.readyState !== socket.OPEN) return undefined;
+  if (socket.bufferedAmount < SEND_BUFFER_BYTES) {
+    socket.send(data);
+    return undefined;
+  }
+  return new Promise((resolve, reject) =>
+    socket.send(data, (error) => (error ? reject(error) : resolve())),
+  );
+}
+
+const answered = new WeakSet<WebSocket>();
+
+function markAnswered(this: WebSocket): void {
+  answered.add(this);
+}
+
+/**
+ * Pings every socket every `intervalMs` from one timer, and terminates a socket that did not answer
+ * the previous ping.
+ */
+function keepAlive(wsServer: WebSocketServer, intervalMs: number): () => void {
   if (intervalMs === 0) return () => undefined;
-  let alive = true;
-  socket.on('pong', () => (alive = true));
+  wsServer.on('connection', (socket) => {
+    answered.add(socket);
+    socket.on('pong', markAnswered);
+  });
   const timer = setInterval(() => {
-    if (!alive) {
-      socket.terminate();
-      return;
+    for (const socket of wsServer.clients) {
+      if (!answered.delete(socket)) {
+        socket.terminate();
+        continue;
+      }
+      socket.ping();
     }
-    alive = false;
-    socket.ping();
   }, intervalMs);
   timer.unref();
   return () => clearInterval(timer);
 }
 
-function createOptions(yoga: Yoga, parts: WebSocketParts) {
-  const logger = parts.logger.child({ area: 'ws' });
+function createOptions(
+  yoga: Yoga,
+  parts: WebSocketParts,
+  logger: Logger,
+): ServerOptions<Record<string, unknown>, ConnectionExtra> {
   return {
     connectionInitWaitTimeout: parts.config.WS_INIT_TIMEOUT_MS,
     execute: (args: ExecutionArgs) => (args as WsArgs).rootValue.execute(args),
@@ -128,8 +222,7 @@ async function prepareOperation(
     ];
   }
   const enveloped = yoga.getEnveloped({
-    ...ctx,
-    req: ctx.extra.request,
+    connectionParams: ctx.connectionParams,
     socket: ctx.extra.socket,
     caller: ctx.extra.caller,
     params: payload,

@@ -10,37 +10,50 @@ export function trackSubscription<T>(
   ctx: GraphQLContext,
   source: AsyncIterable<T>,
 ): AsyncIterableIterator<T> {
-  const iterator = source[Symbol.asyncIterator]();
-  let ended = false;
-  const end = () => {
-    if (ended) return;
-    ended = true;
-    ctx.metrics.subscriptionEnded(ctx.transport);
-  };
-  ctx.metrics.subscriptionStarted(ctx.transport);
-  return {
-    async next() {
-      try {
-        const result = await iterator.next();
-        if (result.done) end();
-        return result;
-      } catch (error) {
-        end();
-        throw error;
-      }
-    },
-    async return(value?: unknown) {
-      end();
-      await iterator.return?.(value);
-      return { value: undefined, done: true };
-    },
-    async throw(error?: unknown) {
-      end();
-      if (iterator.throw) return iterator.throw(error);
+  return new TrackedSubscription(ctx, source[Symbol.asyncIterator]());
+}
+
+/** A class rather than an object of closures: one of these lives as long as its subscription. */
+class TrackedSubscription<T> implements AsyncIterableIterator<T> {
+  private ended = false;
+
+  constructor(
+    private readonly ctx: GraphQLContext,
+    private readonly iterator: AsyncIterator<T>,
+  ) {
+    ctx.metrics.subscriptionStarted(ctx.transport);
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.ctx.metrics.subscriptionEnded(this.ctx.transport);
+  }
+
+  async next(): Promise<IteratorResult<T>> {
+    try {
+      const result = await this.iterator.next();
+      if (result.done) this.end();
+      return result;
+    } catch (error) {
+      this.end();
       throw error;
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  };
+    }
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<T>> {
+    this.end();
+    await this.iterator.return?.(value);
+    return { value: undefined, done: true };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<T>> {
+    this.end();
+    if (this.iterator.throw) return this.iterator.throw(error);
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
 }

@@ -51,7 +51,7 @@ function createTestYoga(sharedFields: string[]) {
       }),
       broken: t.field({
         type: TickRef,
-        subscribe: () => {
+        subscribe: (): AsyncIterable<Tick> => {
           throw new Error('no stream');
         },
         resolve: (tick) => tick,
