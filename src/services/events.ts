@@ -37,10 +37,19 @@ export interface TaskEventBusOptions {
    * @default 100000
    */
   maxPendingPerSubscriber?: number;
+  /**
+   * Events of finished tasks kept in memory at most, across all of them. Past it, the oldest
+   * finished tasks lose their buffers before `retainFinishedMs`, so a burst of short tasks cannot
+   * hold every event it made for the whole retention time. A task that lost its buffer replays its
+   * final state only.
+   * @default 200000
+   */
+  maxRetainedEvents?: number;
 }
 
 const DEFAULT_RETAIN_FINISHED_MS = 30_000;
 const DEFAULT_MAX_PENDING = 100_000;
+const DEFAULT_MAX_RETAINED_EVENTS = 200_000;
 
 const TERMINAL_KINDS: ReadonlySet<TaskEventKind> = new Set([
   Kind.COMPLETED,
@@ -70,12 +79,18 @@ export class TaskEventBus {
   private readonly topics = new Map<string, Topic>();
   private readonly retainFinishedMs: number;
   private readonly maxPending: number;
+  private readonly maxRetainedEvents: number;
   /** Open subscriptions across all topics, kept as a count so reading it costs nothing. */
   private openSubscribers = 0;
+  /** Finished topics by task id, oldest end first (a Map keeps insertion order). */
+  private readonly finishedTopics = new Map<string, Topic>();
+  /** Events buffered by the topics in `finishedTopics`. */
+  private retainedEvents = 0;
 
   constructor(options: TaskEventBusOptions = {}) {
     this.retainFinishedMs = options.retainFinishedMs ?? DEFAULT_RETAIN_FINISHED_MS;
     this.maxPending = options.maxPendingPerSubscriber ?? DEFAULT_MAX_PENDING;
+    this.maxRetainedEvents = options.maxRetainedEvents ?? DEFAULT_MAX_RETAINED_EVENTS;
   }
 
   /** Opens the topic of a live task. `lastSeq` continues numbering after a restart. */
@@ -144,6 +159,8 @@ export class TaskEventBus {
       clearTimeout(topic.dropTimer);
       this.topics.delete(taskId);
     }
+    this.finishedTopics.clear();
+    this.retainedEvents = 0;
   }
 
   /** Number of open subscriptions across all tasks. */
@@ -157,12 +174,23 @@ export class TaskEventBus {
     topic.subscribers.clear();
     topic.dropTimer = setTimeout(() => this.drop(taskId), this.retainFinishedMs);
     topic.dropTimer.unref();
+    this.finishedTopics.set(taskId, topic);
+    this.retainedEvents += topic.buffer.length;
+    for (const [oldestId] of this.finishedTopics) {
+      if (this.retainedEvents <= this.maxRetainedEvents) break;
+      this.drop(oldestId);
+    }
   }
 
   private drop(taskId: string): void {
     const topic = this.topics.get(taskId);
     if (topic) clearTimeout(topic.dropTimer);
     this.topics.delete(taskId);
+    const finished = this.finishedTopics.get(taskId);
+    if (finished) {
+      this.finishedTopics.delete(taskId);
+      this.retainedEvents -= finished.buffer.length;
+    }
   }
 }
 

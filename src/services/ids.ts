@@ -1,7 +1,21 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 let lastMillis = 0;
 let sequence = 0;
+
+/** Random bytes drawn 4 KiB at a time: one call into the system's generator per 256 ids. */
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
+const bytes = Buffer.alloc(16);
+
+function fillRandom(target: Buffer): void {
+  if (poolOffset + target.length > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  pool.copy(target, 0, poolOffset, poolOffset + target.length);
+  poolOffset += target.length;
+}
 
 /**
  * Creates a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then a 12-bit counter and random bits.
@@ -19,7 +33,7 @@ export function createTaskId(now: number = Date.now()): string {
       sequence = 0;
     }
   }
-  const bytes = randomBytes(16);
+  fillRandom(bytes);
   const millis = lastMillis;
   bytes.writeUIntBE(millis, 0, 6);
   bytes[6] = 0x70 | (sequence >> 8);

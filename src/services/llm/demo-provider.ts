@@ -5,8 +5,9 @@ import type { FinishReason } from './provider';
 /** Options for {@link DemoProvider}. */
 export interface DemoProviderOptions {
   /**
-   * Milliseconds between two tokens. With 0 each token still waits for one turn of the event loop
-   * (`setImmediate`), so the stream stays asynchronous and cancellable.
+   * Milliseconds between two tokens. With 0 the first token waits for one turn of the event loop
+   * (`setImmediate`), so the stream starts asynchronously, and the others follow at once: an
+   * instant model. The abort signal is checked before every token either way.
    * @default 0
    */
   tokenDelayMs?: number;
@@ -52,11 +53,13 @@ export class DemoProvider implements LlmProvider {
     const { signal } = request;
     signal.throwIfAborted();
     const { tokens, reason } = planReply(request);
-    for (const text of tokens) {
-      await pause(this.tokenDelayMs, signal);
-      yield { type: 'token', text };
+    for (let index = 0; index < tokens.length; index += 1) {
+      if (index === 0 || this.tokenDelayMs > 0) await pause(this.tokenDelayMs, signal);
+      else signal.throwIfAborted();
+      yield { type: 'token', text: tokens[index] };
     }
-    await pause(0, signal);
+    if (tokens.length === 0) await pause(0, signal);
+    signal.throwIfAborted();
     const promptTokens = countWords(request.prompt) + countWords(request.system ?? '');
     const completionTokens = tokens.length;
     yield {
