@@ -10,6 +10,7 @@ import { ErrorCode } from '../errors';
 import type { Logger } from '../logger';
 import type { GraphQLContext } from '../schema/context';
 import { useRequestErrorCodes } from '../schema/request-error-codes';
+import { useDocumentCache } from './document-cache';
 import { useSharedEventResults } from './shared-event-results';
 import { createSchema } from '../schema/schema';
 import type { Metrics } from '../services/metrics/metrics';
@@ -50,6 +51,8 @@ export function createYogaServer(parts: YogaParts): Yoga {
     // The request handler enforces MAX_BODY_BYTES before yoga reads a body (see routes.ts).
     maxRequestBodySize: false,
     batching: config.MAX_BATCH_OPERATIONS > 1 ? { limit: config.MAX_BATCH_OPERATIONS } : false,
+    // Replaced by useDocumentCache (see there).
+    parserAndValidationCache: false,
     plugins: createPlugins(config),
     logging: toYogaLogger(httpLogger),
     maskedErrors: {
@@ -77,6 +80,7 @@ export function createYogaServer(parts: YogaParts): Yoga {
 
 function createPlugins(config: Config): Plugin[] {
   const plugins: Plugin[] = [
+    useDocumentCache(),
     useRequestErrorCodes(),
     useQueryLimits(config),
     useTokenLimitCode(),
