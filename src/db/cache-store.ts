@@ -1,7 +1,7 @@
 import type { Knex } from '@mikro-orm/sqlite';
 import type { TokenUsage } from '../services/task-types';
 import { CACHE_COLUMNS, CACHE_INDEXES, CACHE_TABLE } from './entities/cache-entry.entity';
-import type { WriteTransaction } from './write-transaction';
+import { identifier, insertSql, literal } from './sql-text';
 
 /** A cached answer as the services see it. */
 export interface CacheRecord {
@@ -110,21 +110,28 @@ export class CacheStore {
   }
 }
 
-/** Applies one cache write inside the writer's transaction. */
-export async function applyCacheWrite(trx: WriteTransaction, op: CacheWrite): Promise<void> {
+/** The statements of one cache write, for the writer's script (see `runWriteScript`). */
+export function cacheWriteStatements(op: CacheWrite): string[] {
   if (op.kind === 'cache-put') {
-    const values = toRow(op.record);
-    await trx.run(trx.knex(CACHE_TABLE).insert(values).onConflict(c.key).merge());
-    return;
+    const row = toRow(op.record);
+    const columns = Object.keys(row) as (keyof CacheRow)[];
+    const updates = columns
+      .filter((column) => column !== c.key)
+      .map((column) => `${identifier(column)} = excluded.${identifier(column)}`);
+    return [
+      insertSql(
+        CACHE_TABLE,
+        columns,
+        [columns.map((column) => row[column])],
+        `ON CONFLICT (${identifier(c.key)}) DO UPDATE SET ${updates.join(', ')}`,
+      ),
+    ];
   }
-  for (const [key, count] of op.counts) {
-    await trx.run(
-      trx
-        .knex(CACHE_TABLE)
-        .where(c.key, key)
-        .update({ [c.hits]: trx.knex.raw('?? + ?', [c.hits, count]) }),
-    );
-  }
+  return [...op.counts].map(
+    ([key, count]) =>
+      `UPDATE ${identifier(CACHE_TABLE)} SET ${identifier(c.hits)} = ${identifier(c.hits)} + ${literal(count)} ` +
+      `WHERE ${identifier(c.key)} = ${literal(key)}`,
+  );
 }
 
 function toRow(record: CacheRecord): CacheRow {

@@ -6,14 +6,14 @@ import { TERMINAL_STATUSES } from '../services/task-types';
 import { ApiKeyStore } from './api-key-store';
 import { BatchWriter } from './batch-writer';
 import type { CacheWrite } from './cache-store';
-import { CacheStore, applyCacheWrite } from './cache-store';
+import { CacheStore, cacheWriteStatements } from './cache-store';
 import { TASK_COLUMNS, TASK_INDEXES, TASK_TABLE } from './entities/task.entity';
 import { createOrm } from './orm';
 import { fromTaskRow, toTaskRowValues } from './task-row';
 import type { SqlValue, TaskRow, TaskRowValues } from './task-row';
 import { WalCheckpointer } from './wal-checkpointer';
-import { runWriteTransaction } from './write-transaction';
-import type { WriteTransaction } from './write-transaction';
+import { insertSql, updateFromValuesSql } from './sql-text';
+import { runWriteScript } from './write-transaction';
 
 /** Options for {@link TaskStore.open}. */
 export interface TaskStoreOptions {
@@ -66,8 +66,8 @@ type TaskWrite =
   | CacheWrite;
 
 const DEFAULT_PURGE_CHUNK_SIZE = 500;
-/** Rows per INSERT or UPDATE statement: few statements, yet short ones (about 20 bound values a row). */
-const INSERT_CHUNK_ROWS = 100;
+/** Rows per INSERT or UPDATE statement: few statements, none of them huge. */
+const ROWS_PER_STATEMENT = 200;
 const TERMINAL = [...TERMINAL_STATUSES];
 const c = TASK_COLUMNS;
 
@@ -111,7 +111,7 @@ export class TaskStore {
     const knex = orm.em.getConnection().getKnex();
     try {
       const writer = new BatchWriter<TaskWrite>({
-        commit: (ops) => runWriteTransaction(knex, (trx) => applyWrites(trx, ops, log), log),
+        commit: (ops) => runWriteScript(knex, writeStatements(ops), log),
         flushIntervalMs: options.flushIntervalMs,
         maxRecords: options.flushMaxRecords,
         maxAttempts: options.maxCommitAttempts,
@@ -303,22 +303,20 @@ interface MergedTaskWrite {
 }
 
 /**
- * Applies a batch in one transaction. A task's writes in the batch merge into one: an insert
- * followed by updates becomes one INSERT of the final values, and several updates become one. The
- * merged inserts go out as multi-row INSERTs, and the updates as one `UPDATE ... FROM (VALUES ...)`
- * per set of changed columns. Cache writes keep their order among themselves; they touch another
- * table, so their order against task writes does not matter.
+ * The statements of one batch, run as one transaction. A task's writes in the batch merge into
+ * one: an insert followed by updates becomes one INSERT of the final values, and several updates
+ * become one. The merged inserts go out as multi-row INSERTs, and the updates as one
+ * `UPDATE ... FROM (VALUES ...)` per set of changed columns. Cache writes keep their order among
+ * themselves; they touch another table, so their order against task writes does not matter.
+ * An update of a task that is not in the table changes nothing.
  */
-async function applyWrites(
-  trx: WriteTransaction,
-  ops: readonly TaskWrite[],
-  log: Logger,
-): Promise<void> {
+function writeStatements(ops: readonly TaskWrite[]): string[] {
   const tasks = new Map<string, MergedTaskWrite>();
-  const cacheWrites: CacheWrite[] = [];
+  const statements: string[] = [];
+  const cacheStatements: string[] = [];
   for (const op of ops) {
     if (op.kind === 'cache-put' || op.kind === 'cache-hits') {
-      cacheWrites.push(op);
+      cacheStatements.push(...cacheWriteStatements(op));
       continue;
     }
     const id = op.kind === 'insert' ? String(op.values[c.id]) : op.id;
@@ -328,13 +326,13 @@ async function applyWrites(
       tasks.set(id, { insert: op.kind === 'insert', values: { ...op.values } });
     } else if (op.kind === 'insert') {
       // A second insert of one id can only fail; run it as written so it fails as written.
-      await trx.run(trx.knex(TASK_TABLE).insert(op.values));
+      statements.push(insertRowsSql([op.values]));
     } else {
       Object.assign(merged.values, op.values);
     }
   }
   const inserts: TaskRowValues[] = [];
-  const updates = new Map<string, { columns: string[]; rows: [string, TaskRowValues][] }>();
+  const updates = new Map<string, { columns: string[]; rows: SqlValue[][] }>();
   for (const [id, merged] of tasks) {
     if (merged.insert) {
       inserts.push(merged.values);
@@ -343,45 +341,28 @@ async function applyWrites(
     const columns = Object.keys(merged.values).sort();
     const signature = columns.join(',');
     const group = updates.get(signature) ?? { columns, rows: [] };
-    group.rows.push([id, merged.values]);
+    group.rows.push([id, ...columns.map((column) => merged.values[column])]);
     updates.set(signature, group);
   }
-  for (let start = 0; start < inserts.length; start += INSERT_CHUNK_ROWS) {
-    await trx.run(trx.knex(TASK_TABLE).insert(inserts.slice(start, start + INSERT_CHUNK_ROWS)));
+  for (let start = 0; start < inserts.length; start += ROWS_PER_STATEMENT) {
+    statements.push(insertRowsSql(inserts.slice(start, start + ROWS_PER_STATEMENT)));
   }
   for (const { columns, rows } of updates.values()) {
-    for (let start = 0; start < rows.length; start += INSERT_CHUNK_ROWS) {
-      await updateRows(trx, columns, rows.slice(start, start + INSERT_CHUNK_ROWS), log);
+    for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
+      const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
+      statements.push(updateFromValuesSql(TASK_TABLE, c.id, columns, chunk));
     }
   }
-  for (const op of cacheWrites) await applyCacheWrite(trx, op);
+  statements.push(...cacheStatements);
+  return statements;
 }
 
-/**
- * Sets `columns` of several tasks in one statement: `UPDATE task SET ... FROM (VALUES ...)`, where
- * each VALUES row holds a task's id and its new values. Logs the ids that matched no row.
- */
-async function updateRows(
-  trx: WriteTransaction,
-  columns: readonly string[],
-  rows: readonly [string, TaskRowValues][],
-  log: Logger,
-): Promise<void> {
-  const assignments = columns.map((column, index) => `"${column}" = v.column${index + 2}`);
-  const tuple = `(${new Array(columns.length + 1).fill('?').join(', ')})`;
-  const bindings: SqlValue[] = [];
-  for (const [id, values] of rows) {
-    bindings.push(id);
-    for (const column of columns) bindings.push(values[column]);
-  }
-  const sql =
-    `UPDATE "${TASK_TABLE}" SET ${assignments.join(', ')} ` +
-    `FROM (VALUES ${new Array(rows.length).fill(tuple).join(', ')}) AS v ` +
-    `WHERE "${TASK_TABLE}"."${c.id}" = v.column1 RETURNING "${TASK_TABLE}"."${c.id}" AS id`;
-  const changed = (await trx.run(trx.knex.raw(sql, bindings))) as { id: string }[];
-  if (changed.length === rows.length) return;
-  const found = new Set(changed.map((row) => row.id));
-  for (const [id] of rows) {
-    if (!found.has(id)) log.warn({ taskId: id }, 'Update of a task that is not in the database');
-  }
+/** One INSERT of complete task rows (every row has every column). */
+function insertRowsSql(rows: readonly TaskRowValues[]): string {
+  const columns = Object.keys(rows[0]);
+  return insertSql(
+    TASK_TABLE,
+    columns,
+    rows.map((row) => columns.map((column) => row[column] ?? null)),
+  );
 }

@@ -5,7 +5,7 @@ import { isBusyError, isUniqueViolation } from '../../src/db/sqlite-errors';
 import type { TaskStore } from '../../src/db/task-store';
 import { createTaskId } from '../../src/services/ids';
 import type { TaskRecord, TaskStatus } from '../../src/services/task-types';
-import { createRecordingLogger, makeTask, sleep, useDatabaseFixtures } from './db-fixtures';
+import { makeTask, sleep, useDatabaseFixtures } from './db-fixtures';
 
 const fixtures = useDatabaseFixtures();
 
@@ -142,8 +142,7 @@ describe('TaskStore', () => {
     });
 
     it('updates many committed tasks in one batch, whatever columns each changes', async () => {
-      const { logger, lines } = createRecordingLogger('warn');
-      const store = await fixtures.openStore({ flushIntervalMs: 50, logger });
+      const store = await fixtures.openStore({ flushIntervalMs: 50 });
       const tasks = await insertSeries(
         store,
         Array.from({ length: 250 }, () => ({})),
@@ -169,13 +168,29 @@ describe('TaskStore', () => {
             : { ...task, status: 'COMPLETED', result: `answer ${index}` },
         );
       });
+      // An update of a task that is not in the table changes nothing, and creates nothing.
       expect(await store.get(missing)).toBeNull();
-      expect(lines).toEqual([
-        expect.objectContaining({
-          taskId: missing,
-          msg: 'Update of a task that is not in the database',
-        }),
-      ]);
+    });
+
+    it('stores any text exactly: quotes, NUL characters, line breaks and emoji', async () => {
+      const store = await fixtures.openStore({ flushIntervalMs: 20 });
+      const texts = [
+        "it's",
+        "'; DROP TABLE task; --",
+        'a\u0000b',
+        'line\nbreak\r\n',
+        'emoji 🎉 ü',
+        '',
+        "''",
+      ];
+      const tasks = texts.map((prompt) => makeTask({ prompt, system: prompt }));
+      await Promise.all(tasks.map((task) => store.insert(task)));
+      await Promise.all(
+        tasks.map((task, index) => store.update(task.id, { result: texts[index] })),
+      );
+      for (const [index, task] of tasks.entries()) {
+        expect(await store.get(task.id)).toEqual({ ...task, result: texts[index] });
+      }
     });
 
     it('sets fields to null and leaves fields it is not given alone', async () => {
