@@ -18,6 +18,8 @@ export interface BatchWriterOptions<Op> {
   retryDelayMs?: number;
   /** Which failures are worth retrying. @default isBusyError (SQLITE_BUSY, SQLITE_LOCKED) */
   isRetryable?: (error: unknown) => boolean;
+  /** Milliseconds a deferred write may wait for company (see `WriteOptions`). @default 50 */
+  deferredMs?: number;
   /** Where retries and failures are reported. @default no logging */
   logger?: Logger;
 }
@@ -63,17 +65,27 @@ export class BatchWriteError extends Error {
 
 const DEFAULTS = {
   flushIntervalMs: 2,
+  deferredMs: 50,
   maxRecords: 500,
   maxAttempts: 4,
   retryDelayMs: 20,
   isRetryable: isBusyError,
 } as const;
 
+/** Options of one {@link BatchWriter.write}. */
+export interface WriteOptions {
+  /**
+   * The op may wait up to `deferredMs` for other writes to share its commit; no caller waits on
+   * its promise to answer a client. It still goes into any earlier commit. @default false
+   */
+  deferred?: boolean;
+}
+
 interface Entry<Op> {
   op: Op;
   seq: number;
-  /** Date.now() when written. */
-  at: number;
+  /** Date.now() by which the op should be committing. */
+  due: number;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -105,6 +117,10 @@ export class BatchWriter<Op> {
   /** Ops up to this seq are due now, whatever the timer says (set by flush). */
   private flushSeq = 0;
   private cancelTimer: (() => void) | undefined;
+  /** When the armed timer fires; Infinity when none is armed. */
+  private armedFor = Number.POSITIVE_INFINITY;
+  /** The earliest `due` among pending ops; Infinity when none is pending. */
+  private earliestDue = Number.POSITIVE_INFINITY;
   private draining: Promise<void> | undefined;
   private flushWaiters: FlushWaiter[] = [];
   private closing: Promise<void> | undefined;
@@ -155,15 +171,20 @@ export class BatchWriter<Op> {
    * @throws BatchWriteError (as a rejection) COMMIT_FAILED with the database error as `cause`,
    *   or CLOSED after `close()`.
    */
-  write(op: Op): Promise<void> {
+  write(op: Op, options: WriteOptions = {}): Promise<void> {
     if (this.closing) {
       this.counters.rejectedWrites += 1;
       return Promise.reject(
         new BatchWriteError(BatchWriteErrorCode.CLOSED, 'The batch writer is closed.'),
       );
     }
+    const { flushIntervalMs, deferredMs } = this.settings;
+    const due =
+      Date.now() +
+      (options.deferred === true ? Math.max(flushIntervalMs, deferredMs) : flushIntervalMs);
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ op, seq: this.nextSeq++, at: Date.now(), resolve, reject });
+      this.pending.push({ op, seq: this.nextSeq++, due, resolve, reject });
+      this.earliestDue = Math.min(this.earliestDue, due);
       if (this.pending.length >= this.settings.maxRecords) this.kick();
       else this.arm();
     });
@@ -188,16 +209,20 @@ export class BatchWriter<Op> {
     return this.closing;
   }
 
-  /** Schedules a commit for when the oldest pending op is due, unless one is scheduled or running. */
+  /**
+   * Schedules a commit for when the earliest pending op is due, unless a commit is running (it
+   * looks again when it ends) or the armed timer fires no later.
+   */
   private arm(): void {
-    const [first] = this.pending;
-    if (first === undefined || this.cancelTimer !== undefined || this.draining !== undefined)
-      return;
-    if (this.settings.flushIntervalMs === 0) {
+    if (this.pending.length === 0 || this.draining !== undefined) return;
+    if (this.armedFor <= this.earliestDue) return;
+    this.clearTimer();
+    const delay = this.earliestDue - Date.now();
+    this.armedFor = this.earliestDue;
+    if (delay <= 0 && this.settings.flushIntervalMs === 0) {
       const handle = setImmediate(() => this.kick());
       this.cancelTimer = () => clearImmediate(handle);
     } else {
-      const delay = first.at + this.settings.flushIntervalMs - Date.now();
       const handle = setTimeout(() => this.kick(), Math.max(0, delay));
       this.cancelTimer = () => clearTimeout(handle);
     }
@@ -206,6 +231,7 @@ export class BatchWriter<Op> {
   private clearTimer(): void {
     this.cancelTimer?.();
     this.cancelTimer = undefined;
+    this.armedFor = Number.POSITIVE_INFINITY;
   }
 
   /** Starts committing due ops now, or lets the running drain pick them up. */
@@ -227,13 +253,16 @@ export class BatchWriter<Op> {
     return (
       first.seq <= this.flushSeq ||
       this.pending.length >= this.settings.maxRecords ||
-      Date.now() >= first.at + this.settings.flushIntervalMs
+      Date.now() >= this.earliestDue
     );
   }
 
   private async drain(): Promise<void> {
     while (this.isDue()) {
+      // A commit takes every pending op up to the limit, deferred ones included.
       const batch = this.pending.splice(0, this.settings.maxRecords);
+      this.earliestDue = Number.POSITIVE_INFINITY;
+      for (const entry of this.pending) this.earliestDue = Math.min(this.earliestDue, entry.due);
       await this.commitBatch(batch);
       this.settle(batch[batch.length - 1].seq);
     }
@@ -323,6 +352,7 @@ function validateOptions<Op>(options: BatchWriterOptions<Op>): Settings<Op> {
   const settings = {
     commit: options.commit,
     flushIntervalMs: options.flushIntervalMs ?? DEFAULTS.flushIntervalMs,
+    deferredMs: options.deferredMs ?? DEFAULTS.deferredMs,
     maxRecords: options.maxRecords ?? DEFAULTS.maxRecords,
     maxAttempts: options.maxAttempts ?? DEFAULTS.maxAttempts,
     retryDelayMs: options.retryDelayMs ?? DEFAULTS.retryDelayMs,
@@ -330,6 +360,7 @@ function validateOptions<Op>(options: BatchWriterOptions<Op>): Settings<Op> {
     logger: options.logger,
   };
   expectInteger('flushIntervalMs', settings.flushIntervalMs, 0);
+  expectInteger('deferredMs', settings.deferredMs, 0);
   expectInteger('maxRecords', settings.maxRecords, 1);
   expectInteger('maxAttempts', settings.maxAttempts, 1);
   expectInteger('retryDelayMs', settings.retryDelayMs, 0);

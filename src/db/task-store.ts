@@ -5,6 +5,7 @@ import type { TaskRecord, TaskStatus } from '../services/task-types';
 import { TERMINAL_STATUSES } from '../services/task-types';
 import { ApiKeyStore } from './api-key-store';
 import { BatchWriter } from './batch-writer';
+import type { WriteOptions } from './batch-writer';
 import type { CacheWrite } from './cache-store';
 import { CacheStore, cacheWriteStatements } from './cache-store';
 import { TASK_COLUMNS, TASK_INDEXES, TASK_TABLE } from './entities/task.entity';
@@ -136,13 +137,14 @@ export class TaskStore {
   }
 
   /**
-   * Writes a new task. Resolves only after the transaction holding it has committed.
+   * Writes a new task. Resolves only after the transaction holding it has committed; a deferred
+   * write may wait longer for other writes to share its commit (see `WriteOptions`).
    * @throws TypeError for an invalid date; BatchWriteError when the commit fails (a duplicate id
    *   or idempotency key among them: see `isUniqueViolation`).
    */
-  async insert(task: TaskRecord): Promise<void> {
+  async insert(task: TaskRecord, options: WriteOptions = {}): Promise<void> {
     const values = toTaskRowValues(task);
-    await this.writer.write({ kind: 'insert', values });
+    await this.writer.write({ kind: 'insert', values }, options);
   }
 
   /**

@@ -21,6 +21,8 @@ export interface TaskEventInput {
   task: TaskRecord;
   delta?: string | null;
   queuePosition?: number | null;
+  /** When it happened; now when absent. */
+  at?: Date;
 }
 
 /** Options for {@link TaskEventBus}. */
@@ -101,6 +103,20 @@ export class TaskEventBus {
     this.topics.set(taskId, new Topic(lastSeq));
   }
 
+  /**
+   * Opens the topic of a task that is already over, with `count` events that `build` makes only
+   * when someone subscribes: a task answered from the cache needs no event objects unless it is
+   * watched. The last event must be terminal.
+   */
+  openFinished(taskId: string, count: number, build: () => TaskEventInput[]): void {
+    if (this.topics.has(taskId)) this.drop(taskId);
+    const topic = new Topic(0);
+    topic.pending = { count, build };
+    topic.seq = count;
+    this.topics.set(taskId, topic);
+    this.finish(taskId, topic);
+  }
+
   /** Returns whether the task has an open or recently finished topic. */
   has(taskId: string): boolean {
     return this.topics.has(taskId);
@@ -137,6 +153,7 @@ export class TaskEventBus {
   subscribe(taskId: string, afterSeq = 0): AsyncIterableIterator<TaskEvent> | undefined {
     const topic = this.topics.get(taskId);
     if (!topic) return undefined;
+    topic.materialize();
     const from = afterSeq > topic.seq ? 0 : afterSeq;
     const subscriber = new Subscriber(this.maxPending, () => {
       if (topic.subscribers.delete(subscriber)) this.openSubscribers -= 1;
@@ -175,7 +192,7 @@ export class TaskEventBus {
     topic.dropTimer = setTimeout(() => this.drop(taskId), this.retainFinishedMs);
     topic.dropTimer.unref();
     this.finishedTopics.set(taskId, topic);
-    this.retainedEvents += topic.buffer.length;
+    this.retainedEvents += topic.size;
     for (const [oldestId] of this.finishedTopics) {
       if (this.retainedEvents <= this.maxRetainedEvents) break;
       this.drop(oldestId);
@@ -189,7 +206,7 @@ export class TaskEventBus {
     const finished = this.finishedTopics.get(taskId);
     if (finished) {
       this.finishedTopics.delete(taskId);
-      this.retainedEvents -= finished.buffer.length;
+      this.retainedEvents -= finished.size;
     }
   }
 }
@@ -199,8 +216,24 @@ class Topic {
   readonly subscribers = new Set<Subscriber>();
   finished = false;
   dropTimer?: NodeJS.Timeout;
+  /** Events of a finished task not made yet (see `openFinished`). */
+  pending?: { count: number; build: () => TaskEventInput[] };
 
   constructor(public seq: number) {}
+
+  /** Events the topic holds, made or not. */
+  get size(): number {
+    return this.pending?.count ?? this.buffer.length;
+  }
+
+  /** Makes the events of `pending`, numbered from 1. */
+  materialize(): void {
+    if (!this.pending) return;
+    const { build } = this.pending;
+    this.pending = undefined;
+    this.seq = 0;
+    for (const input of build()) this.append(input);
+  }
 
   append(input: TaskEventInput): TaskEvent {
     this.seq += 1;
@@ -210,7 +243,7 @@ class Topic {
       task: input.task,
       delta: input.delta ?? null,
       queuePosition: input.queuePosition ?? null,
-      at: new Date(),
+      at: input.at ?? new Date(),
     };
     this.buffer.push(event);
     return event;

@@ -126,13 +126,16 @@ export class LiveTaskRegistry {
    * to the number of events, so subscribers that come later see the same numbering.
    */
   replayCompleted(record: TaskRecord, chunks: readonly string[]): void {
-    this.bus.open(record.id, 0);
-    const running: TaskRecord = { ...record, status: TaskStatus.RUNNING, result: null };
-    this.bus.publish(record.id, { kind: TaskEventKind.STARTED, task: running });
-    for (const delta of chunks) {
-      this.bus.publish(record.id, { kind: TaskEventKind.TOKEN, task: running, delta });
-    }
-    this.bus.publish(record.id, { kind: TaskEventKind.COMPLETED, task: record });
+    // Made only if someone subscribes before the topic is dropped.
+    this.bus.openFinished(record.id, chunks.length + 2, () => {
+      const running: TaskRecord = { ...record, status: TaskStatus.RUNNING, result: null };
+      const at = record.finishedAt ?? record.createdAt;
+      return [
+        { kind: TaskEventKind.STARTED, task: running, at },
+        ...chunks.map((delta) => ({ kind: TaskEventKind.TOKEN, task: running, delta, at })),
+        { kind: TaskEventKind.COMPLETED, task: record, at },
+      ];
+    });
   }
 
   /** Publishes a queue position change for a task someone is watching. */

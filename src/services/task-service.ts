@@ -483,12 +483,13 @@ export class TaskService {
     const chunks = splitIntoChunks(hit.value);
     const base = newTaskRecord(submission, caller, key, this.provider.defaultModel);
     const record = { ...completedFromCache(base, hit, new Date()), lastSeq: chunks.length + 2 };
-    const saved = this.store.insert(record);
-    if (submission.idempotencyKey === null) {
+    const unkeyed = submission.idempotencyKey === null;
+    const saved = this.store.insert(record, { deferred: unkeyed });
+    if (unkeyed) {
       // The reply holds the whole answer, which the cache already keeps, so it need not wait for
-      // the commit; a crash in the next few milliseconds loses this task's row only. Until the
-      // row commits, reads find the task here. A task with an idempotency key waits: a retry
-      // must find the row.
+      // the commit, and the row may wait for other writes to share one; a crash in that time
+      // loses this task's row only. Until the row commits, reads find the task here. A task with
+      // an idempotency key waits: a retry must find the row.
       this.unsaved.set(record.id, record);
       const forget = () => this.unsaved.delete(record.id);
       saved.then(forget, (error: unknown) => {

@@ -63,6 +63,23 @@ describe('BatchWriter', () => {
     expect(batches).toEqual([['a', 'b']]);
   });
 
+  it('lets a deferred write wait deferredMs, unless another write commits first', async () => {
+    const { writer, batches } = createWriter({ flushIntervalMs: 0, deferredMs: 80 });
+    const started = Date.now();
+    await writer.write('late', { deferred: true });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(75);
+    expect(batches).toEqual([['late']]);
+
+    // A normal write after a deferred one is not held back, and takes the deferred one along.
+    const deferred = writer.write('rides along', { deferred: true });
+    await sleep(5);
+    const quickStart = Date.now();
+    await writer.write('urgent');
+    expect(Date.now() - quickStart).toBeLessThan(60);
+    await deferred;
+    expect(batches[1]).toEqual(['rides along', 'urgent']);
+  });
+
   it('commits at once when maxRecords writes are pending, in batches of at most maxRecords', async () => {
     const { writer, batches } = createWriter({ flushIntervalMs: 10_000, maxRecords: 3 });
     const started = Date.now();
@@ -160,6 +177,7 @@ describe('BatchWriter', () => {
 
   it.each([
     [{ flushIntervalMs: -1 }, 'Expected flushIntervalMs to be an integer >= 0, got -1.'],
+    [{ deferredMs: 1.5 }, 'Expected deferredMs to be an integer >= 0, got 1.5.'],
     [{ maxRecords: 0 }, 'Expected maxRecords to be an integer >= 1, got 0.'],
     [{ maxAttempts: 1.5 }, 'Expected maxAttempts to be an integer >= 1, got 1.5.'],
     [{ retryDelayMs: NaN }, 'Expected retryDelayMs to be an integer >= 0, got NaN.'],

@@ -76,6 +76,33 @@ describe('TaskEventBus', () => {
     expect(bus.has('middle')).toBe(true);
   });
 
+  it('makes the events of a task opened as finished only when someone subscribes', async () => {
+    const bus = new TaskEventBus({ maxRetainedEvents: 3 });
+    const at = new Date(1_000);
+    const build = jest.fn(() => [
+      { kind: TaskEventKind.STARTED, task, at },
+      { kind: TaskEventKind.TOKEN, task, delta: 'hi', at },
+      { kind: TaskEventKind.COMPLETED, task, at },
+    ]);
+    bus.openFinished('cached', 3, build);
+    expect(build).not.toHaveBeenCalled();
+    expect(bus.lastSeq('cached')).toBe(3);
+
+    const replay = bus.subscribe('cached', 1);
+    if (!replay) throw new Error('expected a topic');
+    const events = await drain(replay);
+    expect(events.map((event) => [event.seq, event.kind, event.delta, event.at])).toEqual([
+      [2, 'TOKEN', 'hi', at],
+      [3, 'COMPLETED', null, at],
+    ]);
+    expect(build).toHaveBeenCalledTimes(1);
+    await drain(bus.subscribe('cached') as AsyncIterableIterator<TaskEvent>);
+    expect(build).toHaveBeenCalledTimes(1);
+    // Its three events count against the limit before they exist.
+    publishRun(bus, 'next', 0);
+    expect(bus.has('cached')).toBe(false);
+  });
+
   it('drops a finished task after retainFinishedMs', async () => {
     const bus = new TaskEventBus({ retainFinishedMs: 20 });
     publishRun(bus, 'a', 1);
