@@ -13,24 +13,31 @@ import { now, sleep } from './stats';
 type Command =
   | { type: 'start-taskwire'; settings: Partial<Record<keyof Config, unknown>> }
   | { type: 'start-raw' }
-  | { type: 'rss' }
+  | { type: 'memory' }
   | { type: 'broadcast'; messages: number; intervalMs: number }
   | { type: 'close' };
 
 /** Replies the child sends back. */
 type Reply =
   | { type: 'listening'; url: string; wsUrl: string }
-  | { type: 'rss'; rss: number }
+  | { type: 'memory'; memory: ServerMemory }
   | { type: 'broadcast-done' }
   | { type: 'closed' }
   | { type: 'error'; message: string };
+
+/** Memory of the child in bytes, measured after a full garbage collection. */
+export interface ServerMemory {
+  /** Resident set size: everything the process holds, heap reserve included. */
+  rss: number;
+  /** V8 heap in use plus memory of JavaScript objects held outside it (buffers). */
+  heap: number;
+}
 
 /** A server in a child process. */
 export interface ServerProcess {
   url: string;
   wsUrl: string;
-  /** Resident set size of the child in bytes, measured after a full garbage collection. */
-  rss(): Promise<number>;
+  memory(): Promise<ServerMemory>;
   /**
    * Sends `messages` graphql-ws `next` messages to every socket, `intervalMs` apart, each stamped
    * with its send time, then a `complete`. Only for the raw broadcaster.
@@ -50,12 +57,15 @@ function profileArgs(): string[] {
   return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
 }
 
-/** Forks this file under tsx with `--expose-gc` and starts Taskwire or the raw broadcaster in it. */
+/**
+ * Forks this file under tsx with `--expose-gc` and the young-generation size `npm start` uses, and
+ * starts Taskwire or the raw broadcaster in it.
+ */
 export async function startServerProcess(
   kind: { taskwire: Partial<Record<keyof Config, unknown>> } | 'raw',
 ): Promise<ServerProcess> {
   const child = fork(__filename, [], {
-    execArgv: ['--import', 'tsx', '--expose-gc', ...profileArgs()],
+    execArgv: ['--import', 'tsx', '--expose-gc', '--max-semi-space-size=32', ...profileArgs()],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const killer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
@@ -67,9 +77,9 @@ export async function startServerProcess(
   return {
     url: listening.url,
     wsUrl: listening.wsUrl,
-    rss: async () => {
-      const reply = await request(child, { type: 'rss' }, 'rss');
-      return reply.type === 'rss' ? reply.rss : Number.NaN;
+    memory: async () => {
+      const reply = await request(child, { type: 'memory' }, 'memory');
+      return reply.type === 'memory' ? reply.memory : { rss: Number.NaN, heap: Number.NaN };
     },
     broadcast: async (messages, intervalMs) => {
       await request(child, { type: 'broadcast', messages, intervalMs }, 'broadcast-done');
@@ -119,10 +129,12 @@ function serve(): void {
         raw = await startRawBroadcaster();
         send({ type: 'listening', url: raw.url, wsUrl: raw.url });
         return;
-      case 'rss':
+      case 'memory': {
         (globalThis as { gc?: () => void }).gc?.();
-        send({ type: 'rss', rss: process.memoryUsage().rss });
+        const usage = process.memoryUsage();
+        send({ type: 'memory', memory: { rss: usage.rss, heap: usage.heapUsed + usage.external } });
         return;
+      }
       case 'broadcast':
         if (raw === undefined) throw new Error('broadcast needs the raw broadcaster');
         for (let index = 0; index < command.messages; index += 1) {

@@ -99,36 +99,72 @@ export function createWebSocketEndpoint(
   };
 }
 
+/** What a socket's listeners need; kept per socket instead of in closures, which cost more. */
+interface SocketState {
+  logger: Logger;
+  /** graphql-ws's message handler, set when it starts listening. */
+  handle?: (data: string) => Promise<void>;
+  /** graphql-ws's clean-up for a closed socket. */
+  closed?: (code?: number, reason?: string) => Promise<void>;
+}
+
+const socketStates = new WeakMap<WebSocket, SocketState>();
+
+/** The socket as graphql-ws sees it: methods on a small object rather than closures. */
+class ProtocolSocket {
+  constructor(private readonly socket: WebSocket) {}
+
+  get protocol(): string {
+    return this.socket.protocol;
+  }
+
+  send(data: string): Promise<void> | undefined {
+    return send(this.socket, data);
+  }
+
+  close(code?: number, reason?: string): void {
+    this.socket.close(code, reason);
+  }
+
+  onMessage(handle: (data: string) => Promise<void>): void {
+    const state = socketStates.get(this.socket);
+    if (state) state.handle = handle;
+    this.socket.on('message', onSocketMessage);
+  }
+}
+
 /** Connects one socket to the graphql-ws protocol. */
 function serveSocket(
   socket: WebSocket,
   protocol: GraphQLWsServer<ConnectionExtra>,
   logger: Logger,
 ): void {
-  socket.on('error', (error) => {
-    logger.warn({ err: error }, 'WebSocket error; closing the connection');
-    socket.close(CloseCode.InternalServerError, 'Internal server error');
+  const state: SocketState = { logger };
+  socketStates.set(socket, state);
+  socket.on('error', onSocketError);
+  state.closed = protocol.opened(new ProtocolSocket(socket), { socket });
+  socket.once('close', onSocketClose);
+}
+
+function onSocketError(this: WebSocket, error: Error): void {
+  socketStates.get(this)?.logger.warn({ err: error }, 'WebSocket error; closing the connection');
+  this.close(CloseCode.InternalServerError, 'Internal server error');
+}
+
+function onSocketMessage(this: WebSocket, data: unknown): void {
+  const state = socketStates.get(this);
+  if (!state?.handle) return;
+  // For a subscription the handler settles only when the subscription ends.
+  state.handle(String(data)).catch((error: unknown) => {
+    state.logger.error({ err: error }, 'Failed to handle a graphql-ws message');
+    this.close(CloseCode.InternalServerError, 'Internal server error');
   });
-  const closed = protocol.opened(
-    {
-      protocol: socket.protocol,
-      send: (data) => send(socket, data),
-      close: (code, reason) => socket.close(code, reason),
-      onMessage: (handle) =>
-        socket.on('message', (data) => {
-          // For a subscription the handler settles only when the subscription ends.
-          handle(String(data)).catch((error: unknown) => {
-            logger.error({ err: error }, 'Failed to handle a graphql-ws message');
-            socket.close(CloseCode.InternalServerError, 'Internal server error');
-          });
-        }),
-    },
-    { socket },
-  );
-  socket.once('close', (code, reason) => {
-    closed(code, String(reason)).catch((error: unknown) => {
-      logger.error({ err: error }, 'Failed to clean up a closed WebSocket');
-    });
+}
+
+function onSocketClose(this: WebSocket, code: number, reason: Buffer): void {
+  const state = socketStates.get(this);
+  state?.closed?.(code, String(reason)).catch((error: unknown) => {
+    state.logger.error({ err: error }, 'Failed to clean up a closed WebSocket');
   });
 }
 

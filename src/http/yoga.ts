@@ -72,7 +72,10 @@ export function createYogaServer(parts: YogaParts): Yoga {
       caller:
         (initial.caller as Caller | undefined) ??
         (await auth.authenticate(authorizationOf(initial))),
-      logger: httpLogger.child({ requestId: requestIdOf(initial) }),
+      // One shared logger rather than a child per operation: a child costs memory for the life
+      // of every subscription, and few operations log.
+      logger: httpLogger,
+      requestId: requestIdOf(initial),
       transport: initial.socket === undefined ? 'sse' : 'websocket',
     }),
   });

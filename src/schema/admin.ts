@@ -49,7 +49,10 @@ builder.mutationFields((t) => ({
       assertAdmin(ctx);
       const filter = { model: args.model ?? undefined, olderThan: args.olderThan ?? undefined };
       const deleted = await ctx.tasks.purgeCache(filter);
-      ctx.logger.info({ ...filter, deleted, admin: ctx.caller.userId }, 'Cache purged');
+      ctx.logger.info(
+        { ...filter, deleted, admin: ctx.caller.userId, requestId: ctx.requestId },
+        'Cache purged',
+      );
       return deleted;
     },
   }),
