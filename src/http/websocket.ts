@@ -274,7 +274,10 @@ async function prepareOperation(
   payload: SubscribePayload,
   logger: Logger,
 ): Promise<ExecutionArgs | readonly GraphQLError[]> {
-  const active = Object.keys(ctx.subscriptions).filter((key) => key !== id).length;
+  let active = 0;
+  for (const key in ctx.subscriptions) {
+    if (key !== id && ++active >= config.WS_MAX_SUBSCRIPTIONS) break;
+  }
   if (active >= config.WS_MAX_SUBSCRIPTIONS) {
     return [
       operationError(

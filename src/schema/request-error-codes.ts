@@ -4,6 +4,12 @@ import type { Plugin } from 'graphql-yoga';
 import { isAsyncIterable } from 'graphql-yoga';
 import { ErrorCode } from '../errors';
 
+/** What a plugin's `name` hook returns when it wants to see the result. */
+type HookResult<Name extends 'onExecute' | 'onSubscribe'> = Exclude<
+  Awaited<ReturnType<NonNullable<Plugin[Name]>>>,
+  void
+>;
+
 /**
  * Gives request errors a code. graphql-js reports invalid variables (a wrong type, a missing
  * required value) as a result with `errors` and no `data`, and without `extensions.code`; such an
@@ -14,17 +20,20 @@ export function useRequestErrorCodes(): Plugin {
     if (result.data !== undefined || !result.errors) return result;
     return { ...result, errors: result.errors.map(withCode) };
   };
+  // Made once and handed to every operation: the hooks keep no per-operation state.
+  const afterExecute: HookResult<'onExecute'> = {
+    onExecuteDone: ({ result, setResult }) => {
+      if (!isAsyncIterable(result)) setResult(tag(result));
+    },
+  };
+  const afterSubscribe: HookResult<'onSubscribe'> = {
+    onSubscribeResult: ({ result, setResult }) => {
+      if (!isAsyncIterable(result)) setResult(tag(result));
+    },
+  };
   return {
-    onExecute: () => ({
-      onExecuteDone: ({ result, setResult }) => {
-        if (!isAsyncIterable(result)) setResult(tag(result));
-      },
-    }),
-    onSubscribe: () => ({
-      onSubscribeResult: ({ result, setResult }) => {
-        if (!isAsyncIterable(result)) setResult(tag(result));
-      },
-    }),
+    onExecute: () => afterExecute,
+    onSubscribe: () => afterSubscribe,
   };
 }
 
