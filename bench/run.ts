@@ -43,6 +43,7 @@ function parseSettings(args: readonly string[]): BenchSettings {
       fanoutSubscribers: 300,
       growthRows: [10_000, 100_000],
       writeRows: 5000,
+      bullmq: !args.includes('--no-bullmq'),
     };
   }
   const full = args.includes('--full');
@@ -56,6 +57,7 @@ function parseSettings(args: readonly string[]): BenchSettings {
     fanoutSubscribers: full ? 10_000 : 2000,
     growthRows: full ? [10_000, 100_000, 1_000_000] : [10_000, 100_000],
     writeRows: full ? 50_000 : 20_000,
+    bullmq: !args.includes('--no-bullmq'),
   };
 }
 

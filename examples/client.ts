@@ -75,8 +75,12 @@ function parseArgs(argv: string[]): Options {
     );
     process.exit(2);
   }
-  const port = process.env.PORT ?? '4000';
-  return { prompt, priority, url: process.env.TASKWIRE_URL ?? `ws://127.0.0.1:${port}/graphql` };
+  return { prompt, priority, url: serverUrl() };
+}
+
+/** The graphql-ws endpoint: TASKWIRE_URL, or the local server on PORT (4000 by default). */
+function serverUrl(): string {
+  return process.env.TASKWIRE_URL ?? `ws://127.0.0.1:${process.env.PORT ?? '4000'}/graphql`;
 }
 
 /** Runs one typed operation over graphql-ws and yields its results. */
@@ -149,8 +153,8 @@ function describeError(error: unknown): string {
   if (error instanceof Error) return error.message;
   const event = error as { code?: number; reason?: string; type?: string };
   if (typeof event.code === 'number') {
-    return `the WebSocket closed with code ${event.code}${event.reason ? `: ${event.reason}` : ''}. Is the server running at that URL?`;
+    return `the WebSocket closed with code ${event.code}${event.reason ? `: ${event.reason}` : ''}. Is the server running at ${serverUrl()}?`;
   }
-  if (event.type === 'error') return 'could not connect. Is the server running at that URL?';
+  if (event.type === 'error') return `could not connect. Is the server running at ${serverUrl()}?`;
   return String(error);
 }

@@ -40,6 +40,8 @@ export interface BenchSettings {
   growthRows: number[];
   /** Rows of the write scenario. */
   writeRows: number;
+  /** Whether the latency scenario also measures BullMQ on the Redis at 127.0.0.1:6379. */
+  bullmq: boolean;
 }
 
 /** Returns a figure with its ratio filled in. */

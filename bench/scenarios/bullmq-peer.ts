@@ -37,7 +37,7 @@ export interface BullMqResult {
 }
 
 async function loadBullMq(): Promise<BullMqModule | undefined> {
-  // A variable name keeps TypeScript from resolving a package that is not a dependency.
+  // Loaded only when the peer runs; a variable name keeps the import dynamic for TypeScript.
   const name = 'bullmq';
   try {
     return (await import(name)) as BullMqModule;
@@ -61,10 +61,12 @@ function redisReachable(): Promise<boolean> {
 
 /**
  * Measures add→`completed` (seen through QueueEvents) of no-op BullMQ jobs on 127.0.0.1:6379 at the
- * same rate as Taskwire's latency scenario. Skips with a note when bullmq is not installed or
+ * same rate as Taskwire's latency scenario, in a queue of its own (`taskwire-bench-<pid>`) that it
+ * removes at the end. Skips with a note under `--no-bullmq`, when bullmq is not installed or when
  * Redis does not answer.
  */
 export async function measureBullMq(settings: BenchSettings): Promise<BullMqResult> {
+  if (!settings.bullmq) return { note: 'BullMQ skipped: --no-bullmq' };
   const bull = await loadBullMq();
   if (bull === undefined) return { note: 'BullMQ skipped: the bullmq package is not installed' };
   if (!(await redisReachable())) return { note: 'BullMQ skipped: no Redis on 127.0.0.1:6379' };

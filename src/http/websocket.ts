@@ -146,8 +146,18 @@ function serveSocket(
   socket.once('close', onSocketClose);
 }
 
-function onSocketError(this: WebSocket, error: Error): void {
-  socketStates.get(this)?.logger.warn({ err: error }, 'WebSocket error; closing the connection');
+function onSocketError(this: WebSocket, error: Error & { code?: unknown }): void {
+  const logger = socketStates.get(this)?.logger;
+  if (typeof error.code === 'string' && error.code.startsWith('WS_ERR_')) {
+    // The client broke the WebSocket protocol (a message over the size limit, say); ws has
+    // already closed the socket with the matching code.
+    logger?.info(
+      { code: error.code, reason: error.message },
+      'Closed a WebSocket after a client error',
+    );
+    return;
+  }
+  logger?.warn({ err: error }, 'WebSocket error; closing the connection');
   this.close(CloseCode.InternalServerError, 'Internal server error');
 }
 
@@ -308,7 +318,7 @@ async function prepareOperation(
   if (active >= config.WS_MAX_SUBSCRIPTIONS) {
     return [
       operationError(
-        `Too many operations on this connection: ${active} of ${config.WS_MAX_SUBSCRIPTIONS} are active. Complete some or open another connection.`,
+        `This connection already has ${config.WS_MAX_SUBSCRIPTIONS} operations open or starting, the most allowed. Complete some or open another connection.`,
         ErrorCode.RATE_LIMITED,
       ),
     ];

@@ -10,6 +10,7 @@ import { ErrorCode } from '../errors';
 import type { Logger } from '../logger';
 import type { GraphQLContext } from '../schema/context';
 import { useRequestErrorCodes } from '../schema/request-error-codes';
+import { useBoundedErrors } from './bounded-errors';
 import { useDocumentCache } from './document-cache';
 import { useSharedEventResults } from './shared-event-results';
 import { createSchema } from '../schema/schema';
@@ -84,6 +85,7 @@ export function createYogaServer(parts: YogaParts): Yoga {
 function createPlugins(config: Config): Plugin[] {
   const plugins: Plugin[] = [
     useDocumentCache(),
+    useBoundedErrors(),
     useRequestErrorCodes(),
     useQueryLimits(config),
     useTokenLimitCode(),

@@ -64,8 +64,10 @@ export function canSee(caller: Caller, record: TaskRecord): boolean {
 
 /** The NOT_FOUND error for a task id, the same whether the task is missing or someone else's. */
 export function notFound(id: string): TaskwireError {
-  return new TaskwireError(ErrorCode.NOT_FOUND, `Task ${id} was not found.`, {
-    extensions: { id },
+  // A task id is a 36-character UUID: a longer one is quoted in part only.
+  const shown = id.length > 64 ? `${id.slice(0, 64)}…` : id;
+  return new TaskwireError(ErrorCode.NOT_FOUND, `Task ${shown} was not found.`, {
+    extensions: { id: shown },
   });
 }
 
@@ -82,7 +84,9 @@ export async function* finalStateReplay(
 ): AsyncGenerator<TaskEvent> {
   if (!isTerminal(record.status)) return;
   const seq = Math.max(record.lastSeq, 1);
-  if (afterSeq >= seq) return;
+  // A client at the last event has missed nothing. One ahead of it counts from another numbering
+  // (a value from before a restart, or made up) and gets the final state, as a live topic does.
+  if (afterSeq === seq) return;
   const kind = TERMINAL_EVENT_KIND[record.status as keyof typeof TERMINAL_EVENT_KIND];
   yield {
     seq,

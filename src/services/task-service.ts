@@ -425,7 +425,21 @@ export class TaskService {
       });
       this.logger.warn({ taskId: id }, message);
     } else if (outcome.kind === 'interrupted') {
-      this.tasks.release(live);
+      const { attempts, status } = live.record;
+      const maxAttempts = this.config.TASK_MAX_ATTEMPTS;
+      if (status === Status.RUNNING && attempts >= maxAttempts) {
+        // As after a crash: a stop during the last allowed attempt ends the task, so restarts
+        // cannot run it again and again.
+        this.tasks.finish(live, {
+          status: Status.FAILED,
+          error: {
+            code: ErrorCode.INTERRUPTED,
+            message: `The server stopped while the task was running, after ${attempts} of ${maxAttempts} attempts.`,
+          },
+        });
+      } else {
+        this.tasks.release(live);
+      }
     } else if (outcome.kind === 'failed') {
       this.logger.error({ err: outcome.error, taskId: id }, 'Task handler failed unexpectedly');
       this.tasks.finish(live, {

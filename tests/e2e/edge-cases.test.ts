@@ -2,8 +2,8 @@ import sqlite3 from 'sqlite3';
 import WebSocket from 'ws';
 import { parseConfig } from '../../src/config';
 import { postGraphQL } from '../helpers/graphql-clients';
-import { disposeTestServers, startTestServer } from '../helpers/test-server';
-import { startWithUpstream } from './steps';
+import { disposeTestServers, makeTempDir, startTestServer } from '../helpers/test-server';
+import { readTask, startWithUpstream, submitTask } from './steps';
 import type { TaskShape } from './operations';
 import { GENERATE, SUBMIT, TASKS } from './operations';
 
@@ -91,6 +91,24 @@ describe('generate during shutdown', () => {
     await closing;
 
     expect(response.data?.generate.status).toBe('QUEUED');
+  });
+
+  it('fails a task stopped during its last allowed attempt instead of running it again', async () => {
+    const dir = await makeTempDir();
+    const settings = { SHUTDOWN_GRACE_MS: 50, TASK_MAX_ATTEMPTS: 1 };
+    const { upstream, server } = await startWithUpstream(settings, { dir });
+    upstream.respondWith(() => ({ hang: true }));
+    const task = await submitTask(server.url, { prompt: 'stopped twice' });
+    await upstream.waitForRequests(1, 5000);
+    await server.close();
+
+    const restarted = await startTestServer(
+      { ...settings, LLM_PROVIDER: 'openai', LLM_BASE_URL: upstream.url, LLM_MODEL: 'test-model' },
+      { dir },
+    );
+    const after = await readTask(restarted.url, task.id);
+    expect(after).toMatchObject({ status: 'FAILED', attempts: 1, error: { code: 'INTERRUPTED' } });
+    expect(upstream.requests).toHaveLength(1);
   });
 });
 

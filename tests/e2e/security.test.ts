@@ -1,3 +1,4 @@
+import { createRecordingLogger } from '../db/db-fixtures';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
@@ -460,8 +461,9 @@ describe('GraphQL and transport limits', () => {
     expect(code).toBe(4408);
   });
 
-  it('closes a WebSocket whose message is over MAX_BODY_BYTES', async () => {
-    const server = await startTestServer({ MAX_BODY_BYTES: 2048 });
+  it("closes a WebSocket whose message is over MAX_BODY_BYTES, logging it as the client's error", async () => {
+    const { logger, lines } = createRecordingLogger('info');
+    const server = await startTestServer({ MAX_BODY_BYTES: 2048 }, { logger });
     const socket = new WebSocket(server.wsUrl, 'graphql-transport-ws');
     await new Promise((resolve) => socket.once('open', resolve));
 
@@ -470,6 +472,9 @@ describe('GraphQL and transport limits', () => {
 
     expect(code).toBe(1009);
     expect((await postGraphQL(server.url, '{ __typename }')).status).toBe(200);
+    const report = lines.find((line) => line.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
+    expect(report).toMatchObject({ level: 30, msg: 'Closed a WebSocket after a client error' });
+    expect(lines.filter((line) => (line.level as number) >= 40)).toEqual([]);
   });
 
   it('limits subscriptions per WebSocket', async () => {

@@ -40,3 +40,36 @@ describe('parsed and validated documents', () => {
     expect(second).toEqual(first);
   });
 });
+
+describe('error replies', () => {
+  it('stay small when the request was large', async () => {
+    const server = await startTestServer();
+    const body = `{"query": "${'x'.repeat(1_500_000)}`;
+    const malformed = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    const text = await malformed.text();
+    expect(malformed.status).toBe(400);
+    expect(text.length).toBeLessThan(5_000);
+    expect(JSON.parse(text)).toMatchObject({
+      errors: [{ message: 'POST body sent invalid JSON.', extensions: { code: 'BAD_REQUEST' } }],
+    });
+
+    const longId = 'y'.repeat(100_000);
+    const cancel = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        query: 'mutation ($id: ID!) { cancelTask(id: $id) { id } }',
+        variables: { id: longId },
+      }),
+    });
+    const cancelText = await cancel.text();
+    expect(cancelText.length).toBeLessThan(1_000);
+    expect(JSON.parse(cancelText)).toMatchObject({
+      errors: [{ extensions: { code: 'NOT_FOUND' } }],
+    });
+  });
+});
