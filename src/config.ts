@@ -17,6 +17,11 @@ const configSchema = z.object({
   DATABASE_URL: z.string().min(1).default('file:./data/taskwire.db'),
   /** Provider that generates text. @default auto */
   LLM_PROVIDER: z.enum(['auto', 'openai', 'llama', 'demo']).default('auto'),
+  /**
+   * Milliseconds between two tokens of the demo provider; above 0 its tasks last long enough to
+   * watch, cancel or interrupt. @default 0
+   */
+  DEMO_TOKEN_DELAY_MS: integer(0, 60_000).default(0),
   /** Base URL of an OpenAI-compatible API, with or without the trailing `/v1`. */
   LLM_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   /** Bearer token sent to the OpenAI-compatible API. */

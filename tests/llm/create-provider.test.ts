@@ -167,6 +167,23 @@ describe('createProvider', () => {
     expect(lines.some((line) => line.level === 40)).toBe(false);
   });
 
+  it('gives the demo provider DEMO_TOKEN_DELAY_MS between tokens', async () => {
+    const { provider } = create({ LLM_PROVIDER: 'demo', DEMO_TOKEN_DELAY_MS: 40 });
+    const started = Date.now();
+    let tokens = 0;
+    for await (const chunk of provider.generate({
+      model: 'demo',
+      prompt: 'one two',
+      system: null,
+      params: { maxTokens: 3 },
+      signal: new AbortController().signal,
+    })) {
+      if (chunk.type === 'token') tokens += 1;
+    }
+    expect(tokens).toBe(3);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(110);
+  });
+
   it('passes LLM_REQUEST_TIMEOUT_MS to the provider', async () => {
     const upstream = await MockUpstream.start({ respond: { hangBeforeHeaders: true } });
     closeables.push(upstream);

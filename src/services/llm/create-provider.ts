@@ -21,7 +21,7 @@ export function createProvider(config: Config, logger: Logger): LlmProvider {
     case 'openai':
       return createOpenAiProvider(config, log);
     case 'demo':
-      return createDemoProvider(log);
+      return createDemoProvider(config, log);
     case 'llama':
       return createLlamaProvider(config, log);
     case 'auto':
@@ -67,8 +67,15 @@ function createOpenAiProvider(config: Config, log: Logger): OpenAiProvider {
   return provider;
 }
 
-function createDemoProvider(log: Logger): DemoProvider {
-  const provider = new DemoProvider();
-  log.info({ provider: provider.name, model: provider.defaultModel }, 'Using the demo provider');
+function createDemoProvider(config: Config, log: Logger): DemoProvider {
+  const provider = new DemoProvider({ tokenDelayMs: config.DEMO_TOKEN_DELAY_MS });
+  log.info(
+    {
+      provider: provider.name,
+      model: provider.defaultModel,
+      tokenDelayMs: config.DEMO_TOKEN_DELAY_MS,
+    },
+    'Using the demo provider',
+  );
   return provider;
 }
