@@ -38,6 +38,11 @@ export interface WebSocketEndpoint {
 interface ConnectionExtra {
   socket: WebSocket;
   caller?: Caller;
+  /**
+   * Operations admitted since the open ones were last counted: at least as many as are open, so
+   * below the limit it proves there is room without walking `ctx.subscriptions`.
+   */
+  operations: number;
 }
 
 type ConnectionContext = WsContext<Record<string, unknown>, ConnectionExtra>;
@@ -142,7 +147,7 @@ function serveSocket(
   const state: SocketState = { logger };
   socketStates.set(socket, state);
   socket.on('error', onSocketError);
-  state.closed = protocol.opened(new ProtocolSocket(socket), { socket });
+  state.closed = protocol.opened(new ProtocolSocket(socket), { socket, operations: 0 });
   socket.once('close', onSocketClose);
 }
 
@@ -311,18 +316,39 @@ async function prepareOperation(
   payload: SubscribePayload,
   logger: Logger,
 ): Promise<ExecutionArgs | readonly GraphQLError[]> {
-  let active = 0;
-  for (const key in ctx.subscriptions) {
-    if (key !== id && ++active >= config.WS_MAX_SUBSCRIPTIONS) break;
+  const limit = config.WS_MAX_SUBSCRIPTIONS;
+  if (ctx.extra.operations >= limit) {
+    // The count only grows between these checks; walking the open operations costs more, so it
+    // is done only when the count reaches the limit.
+    ctx.extra.operations = countOthers(ctx.subscriptions, id, limit);
+    if (ctx.extra.operations >= limit) {
+      return [
+        operationError(
+          `This connection already has ${limit} operations open or starting, the most allowed. Complete some or open another connection.`,
+          ErrorCode.RATE_LIMITED,
+        ),
+      ];
+    }
   }
-  if (active >= config.WS_MAX_SUBSCRIPTIONS) {
-    return [
-      operationError(
-        `This connection already has ${config.WS_MAX_SUBSCRIPTIONS} operations open or starting, the most allowed. Complete some or open another connection.`,
-        ErrorCode.RATE_LIMITED,
-      ),
-    ];
+  ctx.extra.operations += 1;
+  return buildArgs(yoga, ctx, payload, logger);
+}
+
+/** Operations open on the connection besides `id` (graphql-ws lists them while they start too). */
+function countOthers(open: Record<string, unknown>, id: string, limit: number): number {
+  let count = 0;
+  for (const key in open) {
+    if (key !== id && ++count >= limit) break;
   }
+  return count;
+}
+
+async function buildArgs(
+  yoga: Yoga,
+  ctx: ConnectionContext,
+  payload: SubscribePayload,
+  logger: Logger,
+): Promise<ExecutionArgs | readonly GraphQLError[]> {
   const enveloped = yoga.getEnveloped({
     connectionParams: ctx.connectionParams,
     socket: ctx.extra.socket,
@@ -340,6 +366,17 @@ async function prepareOperation(
     return errors.map((error: GraphQLError) =>
       toOperationError(error, 'GRAPHQL_VALIDATION_FAILED'),
     );
+  }
+  // graphql-ws would answer this with an error of its own without a code.
+  if (!getOperationAST(document, payload.operationName)) {
+    return [
+      operationError(
+        payload.operationName
+          ? `The document has no operation named ${JSON.stringify(payload.operationName).slice(0, 100)}.`
+          : 'The document has several operations: name the one to run in operationName.',
+        'OPERATION_RESOLUTION_FAILURE',
+      ),
+    ];
   }
   try {
     const contextValue = await enveloped.contextFactory();

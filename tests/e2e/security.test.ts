@@ -501,7 +501,30 @@ describe('GraphQL and transport limits', () => {
     );
 
     expect(JSON.stringify(third.error)).toContain('RATE_LIMITED');
-    for (const stream of streams) stream.stop();
+    // A stream the client completes gives its place back.
+    streams[0].stop();
+    await sleep(100);
+    const fourth = await collectWs<{ __typename: string }>(client, '{ __typename }', {});
+    expect(fourth.results[0]?.data?.__typename).toBe('Query');
+    streams[1].stop();
+  });
+
+  it('gives back the place of every finished or refused WebSocket operation', async () => {
+    const server = await startTestServer({ WS_MAX_SUBSCRIPTIONS: 2 });
+    const { client } = wsClient(server);
+    for (let round = 0; round < 5; round += 1) {
+      const done = await collectWs<{ __typename: string }>(client, '{ __typename }', {});
+      expect(done.results[0]?.data?.__typename).toBe('Query');
+      const invalid = await collectWs(client, '{ nope }', {});
+      expect(JSON.stringify(invalid.error)).toContain('GRAPHQL_VALIDATION_FAILED');
+      const unnamed = await new Promise<unknown>((resolve) => {
+        client.subscribe(
+          { query: 'query A { __typename } query B { __typename }', operationName: 'C' },
+          { next: () => undefined, error: resolve, complete: () => resolve(undefined) },
+        );
+      });
+      expect(JSON.stringify(unnamed)).toContain('OPERATION_RESOLUTION_FAILURE');
+    }
   });
 
   it('leaves no listener behind when a socket closes during subscribe', async () => {
