@@ -76,7 +76,7 @@ const DEFAULTS = {
 export interface WriteOptions {
   /**
    * The op may wait up to `deferredMs` for other writes to share its commit; no caller waits on
-   * its promise to answer a client. It still goes into any earlier commit. @default false
+   * its promise to reply to a client. It still goes into any earlier commit. @default false
    */
   deferred?: boolean;
 }

@@ -4,21 +4,21 @@ import type { SqlValue } from './task-row';
  * SQL text with its values written in as literals, for a batch that runs as one script (see
  * `runWriteScript`): one call into the driver instead of one per statement.
  *
- * Every value is written so that it cannot end its literal: numbers must be finite; strings are
- * quoted with each `'` doubled, or written as hex bytes cast to text when they hold a NUL
- * character, which would end the script's text early. Identifiers come from the code, never from
- * input, and are checked against a plain-name pattern.
+ * Every value is written so that it cannot end its literal. Numbers must be finite. Strings are
+ * quoted with each `'` doubled, or written as hex bytes cast to text when they contain a NUL
+ * character, because a NUL would end the script's text early. Identifiers come from the code,
+ * never from input, and are checked against a plain-name pattern.
  */
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
 
-/** A quoted table or column name. @throws Error for anything but a plain lower-case name. */
+/** Quotes a table or column name. @throws Error for anything but a plain lower-case name. */
 export function identifier(name: string): string {
   if (!IDENTIFIER.test(name)) throw new Error(`Not a plain SQL name: ${JSON.stringify(name)}`);
   return `"${name}"`;
 }
 
-/** A value as an SQL literal. @throws RangeError for a number that is not finite. */
+/** Writes a value as an SQL literal. @throws RangeError for a number that is not finite. */
 export function literal(value: SqlValue): string {
   if (value === null) return 'NULL';
   if (typeof value === 'number') {

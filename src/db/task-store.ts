@@ -305,9 +305,9 @@ interface MergedTaskWrite {
 }
 
 /**
- * The statements of one batch, run as one transaction. A task's writes in the batch merge into
- * one: an insert followed by updates becomes one INSERT of the final values, and several updates
- * become one. The merged inserts go out as multi-row INSERTs, and the updates as one
+ * Builds the statements of one batch, run as one transaction. A task's writes in the batch merge
+ * into one: an insert followed by updates becomes one INSERT of the final values, and several
+ * updates become one. The merged inserts go out as multi-row INSERTs, and the updates as one
  * `UPDATE ... FROM (VALUES ...)` per set of changed columns. Cache writes keep their order among
  * themselves; they touch another table, so their order against task writes does not matter.
  * An update of a task that is not in the table changes nothing.
@@ -359,7 +359,7 @@ function writeStatements(ops: readonly TaskWrite[]): string[] {
   return statements;
 }
 
-/** One INSERT of complete task rows (every row has every column). */
+/** Builds one INSERT of complete task rows (every row has every column). */
 function insertRowsSql(rows: readonly TaskRowValues[]): string {
   const columns = Object.keys(rows[0]);
   return insertSql(

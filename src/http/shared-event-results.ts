@@ -19,7 +19,7 @@ type ResultsByOperation = Map<string, PromiseOrValue<ExecutionResult>>;
  *
  * It applies only to operations whose one root field is in `fields`, and those fields' payloads
  * must be shared objects (each event is one object handed to every subscriber) whose selection
- * gives every subscriber the same answer: nothing under them may depend on the caller. Taskwire's
+ * gives every subscriber the same result: nothing under them may depend on the caller. Taskwire's
  * `taskEvents` qualifies: each subscriber was checked when it subscribed, and a task's fields are
  * the same whoever reads them. The results live as long as their event does.
  */
@@ -43,7 +43,7 @@ function hasOneRootField(operation: OperationDefinitionNode, fields: readonly st
   return selection.kind === Kind.FIELD && fields.includes(selection.name.value);
 }
 
-/** What makes two subscriptions execute alike: document text, operation name and variables. */
+/** Builds the key of an operation: its document text, operation name and variables. */
 function operationKey(
   document: DocumentNode,
   operationName: string | null | undefined,

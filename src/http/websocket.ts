@@ -34,7 +34,7 @@ export interface WebSocketEndpoint {
   dispose(): Promise<void>;
 }
 
-/** What a connection keeps: its socket and, once authenticated, its caller. Not the upgrade request. */
+/** State of one connection: its socket, its caller once authenticated, and an operation count. */
 interface ConnectionExtra {
   socket: WebSocket;
   caller?: Caller;
@@ -104,7 +104,7 @@ export function createWebSocketEndpoint(
   };
 }
 
-/** What a socket's listeners need; kept per socket instead of in closures, which cost more. */
+/** State the listeners of one socket use, kept per socket rather than in closures, which cost more memory. */
 interface SocketState {
   logger: Logger;
   /** graphql-ws's message handler, set when it starts listening. */
@@ -115,7 +115,7 @@ interface SocketState {
 
 const socketStates = new WeakMap<WebSocket, SocketState>();
 
-/** The socket as graphql-ws sees it: methods on a small object rather than closures. */
+/** The socket interface graphql-ws calls, as methods on a small object rather than closures. */
 class ProtocolSocket {
   constructor(private readonly socket: WebSocket) {}
 
@@ -219,7 +219,7 @@ const sentThisTick = new Set<WebSocket>();
 let clearScheduled = false;
 
 /**
- * Lets a socket's first message of a tick go out at once and holds the ones after it until the
+ * Lets a socket's first message of a tick go out at once and delays the ones after it until the
  * tick ends, so a burst (the replay of a task's events, say) leaves in two system calls instead
  * of one per message, while one message to each of many sockets is never held.
  */
@@ -247,7 +247,7 @@ function markAnswered(this: WebSocket): void {
 }
 
 /**
- * Pings every socket every `intervalMs` from one timer, and terminates a socket that did not answer
+ * Pings every socket every `intervalMs` from one timer, and terminates a socket that did not reply to
  * the previous ping.
  */
 function keepAlive(wsServer: WebSocketServer, intervalMs: number): () => void {
@@ -367,7 +367,7 @@ async function buildArgs(
       toOperationError(error, 'GRAPHQL_VALIDATION_FAILED'),
     );
   }
-  // graphql-ws would answer this with an error of its own without a code.
+  // graphql-ws would reply to this with an error of its own, without a code.
   if (!getOperationAST(document, payload.operationName)) {
     return [
       operationError(

@@ -34,7 +34,7 @@ export interface WindowedQuantilesOptions {
   now?: () => number;
 }
 
-/** Smallest value told apart from zero. */
+/** Smallest value distinguished from zero. */
 const MIN_VALUE = 1e-6;
 /** Ratio between the bounds of a bucket: values are kept within 1% of their true size. */
 const GROWTH = 1.02;
@@ -45,7 +45,7 @@ const LOG_GROWTH = Math.log(GROWTH);
 /**
  * Quantiles over a sliding time window, kept as counts in logarithmic buckets: recording a value
  * is one array increment with no allocation, and a quantile is read within 1% of the true value.
- * The window is cut into slices; when the clock enters a new slice, the oldest is cleared, so the
+ * The window is cut into slices. When the clock enters a new slice, the oldest is cleared, so the
  * window covers between `windowSeconds * (slices - 1) / slices` and `windowSeconds` of data.
  * Values at or below zero count as zero; values above 1e9 count as 1e9.
  */
@@ -89,7 +89,7 @@ export class WindowedQuantiles {
     this.counts[slice][bucketOf(value)] += 1;
   }
 
-  /** The value below which a fraction `q` (0 to 1) of the window's values lie, or null when empty. */
+  /** Returns the value below which a fraction `q` (0 to 1) of the window's values lie, or null when empty. */
   quantile(q: number): number | null {
     return this.quantiles([q])[0];
   }
@@ -142,7 +142,7 @@ function bucketOf(value: number): number {
   return index >= BUCKETS ? BUCKETS - 1 : index;
 }
 
-/** The middle of a bucket, on the logarithmic scale. */
+/** Returns the middle of a bucket, on the logarithmic scale. */
 function valueOf(index: number): number {
   return MIN_VALUE * GROWTH ** (index + 0.5);
 }
