@@ -500,7 +500,7 @@ export class TaskService {
     const unkeyed = submission.idempotencyKey === null;
     const saved = this.store.insert(record, { deferred: unkeyed });
     if (unkeyed) {
-      // The reply holds the whole answer, which the cache already keeps, so it need not wait for
+      // The reply contains the whole answer, which the cache already keeps, so it need not wait for
       // the commit, and the row may wait for other writes to share one; a crash in that time
       // loses this task's row only. Until the row commits, reads find the task here. A task with
       // an idempotency key waits: a retry must find the row.
