@@ -104,7 +104,10 @@ export function createWebSocketEndpoint(
   };
 }
 
-/** State the listeners of one socket use, kept per socket rather than in closures, which cost more memory. */
+/**
+ * State the listeners of one socket use, kept per socket rather than in closures, which cost more
+ * memory.
+ */
 interface SocketState {
   logger: Logger;
   /** graphql-ws's message handler, set when it starts listening. */
