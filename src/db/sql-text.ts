@@ -35,7 +35,7 @@ function tuple(values: readonly SqlValue[]): string {
   return `(${values.map(literal).join(', ')})`;
 }
 
-/** `INSERT INTO table (columns) VALUES (...), (...)`, with `suffix` (an ON CONFLICT clause) after. */
+/** Builds `INSERT INTO table (columns) VALUES (...), (...)`, then `suffix` (an ON CONFLICT clause). */
 export function insertSql(
   table: string,
   columns: readonly string[],

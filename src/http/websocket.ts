@@ -50,8 +50,8 @@ type WsArgs = ExecutionArgs & { rootValue: ReturnType<Yoga['getEnveloped']> };
 
 /**
  * Bytes a socket may have waiting in its send buffer before `send` makes graphql-ws wait for the
- * write: a client that reads then costs no promise per message, and one that stops reading holds
- * back its subscriptions, whose events then pile up in the event bus up to its per-subscriber limit.
+ * write. A client that reads costs no promise per message. One that stops reading slows down its
+ * own subscriptions, whose events then pile up in the event bus up to its per-subscriber limit.
  */
 const SEND_BUFFER_BYTES = 64 * 1024;
 
@@ -186,7 +186,7 @@ function onSocketClose(this: WebSocket, code: number, reason: Buffer): void {
   });
 }
 
-/** Sends at once while the socket keeps up; otherwise resolves when the message has been written. */
+/** Sends at once while the socket keeps up, else resolves when the message has been written. */
 function send(socket: WebSocket, data: string): Promise<void> | undefined {
   if (socket.readyState !== socket.OPEN) return undefined;
   holdBurst(socket);
@@ -250,8 +250,8 @@ function markAnswered(this: WebSocket): void {
 }
 
 /**
- * Pings every socket every `intervalMs` from one timer, and terminates a socket that did not reply to
- * the previous ping.
+ * Pings every socket every `intervalMs` from one timer, and terminates a socket that did not
+ * reply to the previous ping.
  */
 function keepAlive(wsServer: WebSocketServer, intervalMs: number): () => void {
   if (intervalMs === 0) return () => undefined;
