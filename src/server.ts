@@ -8,6 +8,7 @@ import { parseDatabaseUrl } from './db/orm';
 import { ProcessLock } from './db/process-lock';
 import { TaskStore } from './db/task-store';
 import { createRequestHandler } from './http/routes';
+import { DocumentCache } from './http/document-cache';
 import { createWebSocketEndpoint } from './http/websocket';
 import { GRAPHQL_PATH, createYogaServer } from './http/yoga';
 import type { Logger } from './logger';
@@ -118,7 +119,8 @@ interface ServerParts {
 
 async function listen(parts: ServerParts): Promise<ServerHandle> {
   const { config, logger, tasks, metrics } = parts;
-  const yoga = createYogaServer(parts);
+  const documents = new DocumentCache();
+  const yoga = createYogaServer({ ...parts, documents });
   const httpServer = createHttpServer(
     createRequestHandler(yoga, {
       tasks,
@@ -128,7 +130,7 @@ async function listen(parts: ServerParts): Promise<ServerHandle> {
       allowedOrigins: config.CORS_ORIGINS,
     }),
   );
-  const ws = createWebSocketEndpoint(httpServer, yoga, parts);
+  const ws = createWebSocketEndpoint(httpServer, yoga, { ...parts, documents });
   const stopMetricsLog = logMetricsPeriodically(metrics, logger, config.METRICS_LOG_INTERVAL_MS);
   try {
     httpServer.listen(config.PORT, config.HOST);

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ExecutionArgs } from 'graphql';
+import type { DocumentNode, ExecutionArgs } from 'graphql';
 import { GraphQLError, OperationTypeNode, getOperationAST } from 'graphql';
 import { CloseCode, handleProtocols, makeServer } from 'graphql-ws';
 import type {
@@ -18,6 +18,7 @@ import type { Logger } from '../logger';
 import type { Metrics } from '../services/metrics/metrics';
 import type { Caller } from '../services/task-service';
 import { isAllowedOrigin } from './origin';
+import type { DocumentCache } from './document-cache';
 import type { Yoga } from './yoga';
 import { GRAPHQL_PATH } from './yoga';
 
@@ -27,6 +28,8 @@ export interface WebSocketParts {
   logger: Logger;
   metrics: Metrics;
   auth: Authenticator;
+  /** The documents yoga has parsed and validated; operations met before skip both steps. */
+  documents: DocumentCache;
 }
 
 /** The graphql-ws endpoint; `dispose()` closes every socket. */
@@ -295,7 +298,7 @@ function createOptions(
       }
     },
     onSubscribe: (ctx: ConnectionContext, id: string, payload: SubscribePayload) =>
-      prepareOperation(yoga, parts.config, ctx, id, payload, logger),
+      prepareOperation(yoga, parts, ctx, id, payload, logger),
     onNext: (ctx: ConnectionContext, _id: string, _payload: SubscribePayload, args) => {
       const operation = getOperationAST(args.document, args.operationName);
       if (operation?.operation !== OperationTypeNode.SUBSCRIPTION) {
@@ -313,7 +316,7 @@ function createOptions(
  */
 async function prepareOperation(
   yoga: Yoga,
-  config: Config,
+  { config, documents }: WebSocketParts,
   ctx: ConnectionContext,
   id: string,
   payload: SubscribePayload,
@@ -334,7 +337,7 @@ async function prepareOperation(
     }
   }
   ctx.extra.operations += 1;
-  return buildArgs(yoga, ctx, payload, logger);
+  return buildArgs(yoga, documents, ctx, payload, logger);
 }
 
 /** Operations open on the connection besides `id` (graphql-ws lists them while they start too). */
@@ -348,6 +351,7 @@ function countOthers(open: Record<string, unknown>, id: string, limit: number): 
 
 async function buildArgs(
   yoga: Yoga,
+  documents: DocumentCache,
   ctx: ConnectionContext,
   payload: SubscribePayload,
   logger: Logger,
@@ -358,13 +362,20 @@ async function buildArgs(
     caller: ctx.extra.caller,
     params: payload,
   });
-  let document;
-  try {
-    document = enveloped.parse(payload.query);
-  } catch (error) {
-    return [toOperationError(error, 'GRAPHQL_PARSE_FAILED')];
+  // A document parsed and validated before skips the plugins' parse and validate hooks: their
+  // checks (token and depth limits among them) gave the same result the first time.
+  let document: DocumentNode;
+  const cached = documents.document(payload.query);
+  if (cached !== undefined) {
+    document = cached;
+  } else {
+    try {
+      document = enveloped.parse(payload.query) as DocumentNode;
+    } catch (error) {
+      return [toOperationError(error, 'GRAPHQL_PARSE_FAILED')];
+    }
   }
-  const errors = enveloped.validate(enveloped.schema, document);
+  const errors = documents.validation(document) ?? enveloped.validate(enveloped.schema, document);
   if (errors.length > 0) {
     return errors.map((error: GraphQLError) =>
       toOperationError(error, 'GRAPHQL_VALIDATION_FAILED'),

@@ -11,7 +11,7 @@ import type { Logger } from '../logger';
 import type { GraphQLContext } from '../schema/context';
 import { useRequestErrorCodes } from '../schema/request-error-codes';
 import { useBoundedErrors } from './bounded-errors';
-import { useDocumentCache } from './document-cache';
+import type { DocumentCache } from './document-cache';
 import { useSharedEventResults } from './shared-event-results';
 import { createSchema } from '../schema/schema';
 import type { Metrics } from '../services/metrics/metrics';
@@ -30,6 +30,8 @@ export interface YogaParts {
   tasks: TaskService;
   metrics: Metrics;
   auth: Authenticator;
+  /** Parsed and validated documents, shared with the WebSocket endpoint. */
+  documents: DocumentCache;
 }
 
 /** Creates yoga with the schema, masking, limits and the per-request context. */
@@ -52,9 +54,9 @@ export function createYogaServer(parts: YogaParts): Yoga {
     // The request handler enforces MAX_BODY_BYTES before yoga reads a body (see routes.ts).
     maxRequestBodySize: false,
     batching: config.MAX_BATCH_OPERATIONS > 1 ? { limit: config.MAX_BATCH_OPERATIONS } : false,
-    // Replaced by useDocumentCache (see there).
+    // Replaced by DocumentCache (see there).
     parserAndValidationCache: false,
-    plugins: createPlugins(config),
+    plugins: createPlugins(config, parts.documents),
     logging: toYogaLogger(httpLogger),
     maskedErrors: {
       maskError: (error, message, isDev) => {
@@ -82,9 +84,9 @@ export function createYogaServer(parts: YogaParts): Yoga {
   });
 }
 
-function createPlugins(config: Config): Plugin[] {
+function createPlugins(config: Config, documents: DocumentCache): Plugin[] {
   const plugins: Plugin[] = [
-    useDocumentCache(),
+    documents.plugin(),
     useBoundedErrors(),
     useRequestErrorCodes(),
     useQueryLimits(config),
