@@ -127,11 +127,11 @@ async function runWsOps(job) {
       entry.resolve(entry.ok);
     }
   });
-  let nextId = 1;
   const text = (id) => JSON.stringify({ id, type: 'subscribe', payload: { query: job.query } });
   const op = () =>
     new Promise((resolve) => {
-      const id = String(nextId++);
+      // A random UUID per operation, as the graphql-ws client makes.
+      const id = randomUUID();
       waiting.set(id, { resolve, ok: true });
       socket.send(text(id));
     });
