@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { openWsClient, postGraphQL } from '../helpers/graphql-clients';
 import { disposeTestServers, makeTempDir, startTestServer } from '../helpers/test-server';
 import type { TaskShape } from './operations';
@@ -7,6 +8,7 @@ import {
   collectEvents,
   kindsOf,
   promptOf,
+  readTask,
   startWithUpstream,
   submitTask,
   textOf,
@@ -82,6 +84,21 @@ describe('cache keys over the API', () => {
     expect(kindsOf(events)).toEqual(['STARTED', 'TOKEN', 'COMPLETED']);
     expect(textOf(events)).toBe('slow model answer');
     expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('serves a hit by id at once and stores its row soon after', async () => {
+    const { upstream, server } = await startWithUpstream();
+    upstream.respondWith(() => ({ tokens: ['stored'] }));
+    await run(server.url, { prompt: 'kept' });
+
+    const hit = await submitTask(server.url, { prompt: 'kept' });
+    expect(hit).toMatchObject({ status: 'COMPLETED', cached: true });
+    // Readable before its row commits, and committed within the deferred-write delay.
+    expect(await readTask(server.url, hit.id)).toMatchObject({ status: 'COMPLETED' });
+    const rowOf = () => server.store.get(hit.id);
+    const deadline = Date.now() + 2000;
+    while ((await rowOf()) === null && Date.now() < deadline) await sleep(10);
+    expect(await rowOf()).toMatchObject({ status: 'COMPLETED', cached: true, result: 'stored' });
   });
 
   it('honours BYPASS and REFRESH', async () => {

@@ -137,6 +137,27 @@ describe('cancel', () => {
   });
 });
 
+describe('durable submit', () => {
+  it('returns only once the task row is committed, with the task already running', async () => {
+    const { upstream, server } = await startWithUpstream({ DB_FLUSH_INTERVAL_MS: 200, WORKERS: 4 });
+    upstream.respondWith(() => ({ tokens: ['a', 'b'], firstTokenDelayMs: 500 }));
+    const submitted = Date.now();
+    const tasks = await Promise.all(
+      ['one', 'two', 'three'].map((prompt) => submitTask(server.url, { prompt })),
+    );
+    // The writer waited DB_FLUSH_INTERVAL_MS before committing, and each submit waited for it.
+    expect(Date.now() - submitted).toBeGreaterThanOrEqual(190);
+    for (const task of tasks) {
+      expect(await server.store.get(task.id)).toMatchObject({ id: task.id, prompt: task.prompt });
+    }
+    // The tasks started while their rows were waiting: the upstream saw them before the commit.
+    expect(upstream.requests).toHaveLength(3);
+    for (const request of upstream.requests) {
+      expect(request.receivedAt - submitted).toBeLessThan(150);
+    }
+  });
+});
+
 describe('bounded queue', () => {
   it('rejects with QUEUE_FULL before writing anything', async () => {
     const { upstream, server } = await startWithUpstream({ WORKERS: 1, QUEUE_MAX_SIZE: 3 });
