@@ -23,17 +23,17 @@ export class DocumentCache {
     this.documents = new LRUCache({ max: options.maxDocuments ?? 1000 });
   }
 
-  /** The document parsed earlier from `text`, if it is still cached. */
+  /** Returns the document parsed earlier from `text`, if it is still cached. */
   document(text: string): DocumentNode | undefined {
     return this.documents.get(text);
   }
 
-  /** The errors that validating `document` gave earlier, if it was validated. */
+  /** Returns the errors that validating `document` gave earlier, if it was validated. */
   validation(document: DocumentNode): readonly GraphQLError[] | undefined {
     return this.validations.get(document);
   }
 
-  /** Creates the envelop plugin that fills the cache and answers from it. */
+  /** Creates the envelop plugin that fills the cache and serves parses and validations from it. */
   plugin(): Plugin {
     return {
       onParse: ({ params, setParsedDocument }) => {

@@ -68,8 +68,8 @@ const GOING_AWAY = 1001;
  * (an invalid key closes the socket with 4403 Forbidden).
  *
  * The sockets are wired to graphql-ws here rather than through its `useServer`, to keep a
- * connection small: one keepalive timer for all sockets instead of two per socket, no reference to
- * the upgrade request, and no promise per message sent to a client that keeps up.
+ * connection small. One keepalive timer serves all sockets instead of two timers per socket, the
+ * upgrade request is not kept, and a message to a client that keeps up costs no promise.
  */
 export function createWebSocketEndpoint(
   httpServer: Server,
@@ -226,8 +226,8 @@ let clearScheduled = false;
 
 /**
  * Lets a socket's first message of a tick go out at once and delays the ones after it until the
- * tick ends, so a burst (the replay of a task's events, say) leaves in two system calls instead
- * of one per message, while one message to each of many sockets is never held.
+ * tick ends. A burst to one socket (the replay of a task's events, say) then leaves in two system
+ * calls instead of one per message, while one message to each of many sockets is never delayed.
  */
 function holdBurst(socket: WebSocket): void {
   if (sentThisTick.has(socket)) {

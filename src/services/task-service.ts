@@ -545,7 +545,7 @@ export class TaskService {
    * Enqueues the task at once and returns after its row has committed. The task may start, and
    * even finish, while the row is being written: then its later writes merge into the same batch.
    * A task whose row cannot be written fails and is dropped, and the caller gets the error; no
-   * client holds its id yet.
+   * client has its id yet.
    */
   private async admitQueued(
     submission: ValidSubmission,

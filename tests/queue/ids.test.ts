@@ -1,7 +1,7 @@
 import { UUID_PATTERN, createTaskId } from '../../src/services/ids';
 
 describe('createTaskId', () => {
-  it('makes distinct version 7 UUIDs that sort in creation order, within one millisecond too', () => {
+  it('makes sorted version 7 UUIDs', () => {
     const now = Date.now();
     const ids = Array.from({ length: 5000 }, (_, index) =>
       createTaskId(now + Math.floor(index / 1000)),
@@ -15,7 +15,7 @@ describe('createTaskId', () => {
     }
   });
 
-  it('puts the milliseconds in the first 48 bits and keeps rising when the clock steps back', () => {
+  it('encodes milliseconds and survives clock steps', () => {
     const now = Date.now() + 60_000;
     const first = createTaskId(now);
     expect(parseInt(first.slice(0, 8) + first.slice(9, 13), 16)).toBe(now);
