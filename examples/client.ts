@@ -78,7 +78,7 @@ function parseArgs(argv: string[]): Options {
   return { prompt, priority, url: serverUrl() };
 }
 
-/** The graphql-ws endpoint: TASKWIRE_URL, or the local server on PORT (4000 by default). */
+/** Returns the graphql-ws endpoint: TASKWIRE_URL, or the local server on PORT (4000 by default). */
 function serverUrl(): string {
   return process.env.TASKWIRE_URL ?? `ws://127.0.0.1:${process.env.PORT ?? '4000'}/graphql`;
 }

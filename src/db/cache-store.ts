@@ -110,7 +110,7 @@ export class CacheStore {
   }
 }
 
-/** The statements of one cache write, for the writer's script (see `runWriteScript`). */
+/** Builds the statements of one cache write, for the writer's script (see `runWriteScript`). */
 export function cacheWriteStatements(op: CacheWrite): string[] {
   if (op.kind === 'cache-put') {
     const row = toRow(op.record);

@@ -17,11 +17,11 @@ type ResultsByOperation = Map<string, PromiseOrValue<ExecutionResult>>;
  * subscribed with that operation. Without it, a token streamed to 2,000 subscribers of one task
  * runs the same GraphQL execution 2,000 times.
  *
- * It applies only to operations whose one root field is in `fields`, and those fields' payloads
- * must be shared objects (each event is one object handed to every subscriber) whose selection
- * gives every subscriber the same result: nothing under them may depend on the caller. Taskwire's
- * `taskEvents` qualifies: each subscriber was checked when it subscribed, and a task's fields are
- * the same whoever reads them. The results live as long as their event does.
+ * It applies only to operations whose one root field is in `fields`. Those fields' payloads must
+ * be shared objects, one object per event handed to every subscriber. Their selection must give
+ * every subscriber the same result, so nothing under them may depend on the caller. Taskwire's
+ * `taskEvents` qualifies because each subscriber was checked when it subscribed, and a task's
+ * fields are the same whoever reads them. The results live as long as their event does.
  */
 export function useSharedEventResults(fields: readonly string[]): Plugin {
   const shared = new WeakMap<object, ResultsByOperation>();

@@ -4,7 +4,7 @@ import type { Plugin } from 'graphql-yoga';
 import { isAsyncIterable } from 'graphql-yoga';
 import { ErrorCode } from '../errors';
 
-/** What a plugin's `name` hook returns when it wants to see the result. */
+/** The object a plugin's `Name` hook returns to see the operation's result. */
 type HookResult<Name extends 'onExecute' | 'onSubscribe'> = Exclude<
   Awaited<ReturnType<NonNullable<Plugin[Name]>>>,
   void

@@ -105,7 +105,7 @@ export class TaskEventBus {
 
   /**
    * Opens the topic of a task that is already over, with `count` events that `build` makes only
-   * when someone subscribes: a task answered from the cache needs no event objects unless it is
+   * when someone subscribes: a task served from the cache needs no event objects unless it is
    * watched. The last event must be terminal.
    */
   openFinished(taskId: string, count: number, build: () => TaskEventInput[]): void {

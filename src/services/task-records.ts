@@ -65,9 +65,9 @@ export function canSee(caller: Caller, record: TaskRecord): boolean {
 /** The NOT_FOUND error for a task id, the same whether the task is missing or someone else's. */
 export function notFound(id: string): TaskwireError {
   // A task id is a 36-character UUID: a longer one is quoted in part only.
-  const shown = id.length > 64 ? `${id.slice(0, 64)}…` : id;
-  return new TaskwireError(ErrorCode.NOT_FOUND, `Task ${shown} was not found.`, {
-    extensions: { id: shown },
+  const quotedId = id.length > 64 ? `${id.slice(0, 64)}…` : id;
+  return new TaskwireError(ErrorCode.NOT_FOUND, `Task ${quotedId} was not found.`, {
+    extensions: { id: quotedId },
   });
 }
 

@@ -88,7 +88,7 @@ export class TaskService {
   private readonly cache: CacheCoordinator;
   private readonly metrics?: Metrics;
   private readonly pendingKeys = new Map<string, Promise<TaskRecord>>();
-  /** Tasks answered from the cache whose rows are still being written. */
+  /** Tasks served from the cache whose rows are still being written. */
   private readonly unsaved = new Map<string, TaskRecord>();
   private readonly submitLimiter: RateLimiter;
   private shuttingDown = false;
@@ -500,10 +500,10 @@ export class TaskService {
     const unkeyed = submission.idempotencyKey === null;
     const saved = this.store.insert(record, { deferred: unkeyed });
     if (unkeyed) {
-      // The reply contains the whole answer, which the cache already keeps, so it need not wait for
-      // the commit, and the row may wait for other writes to share one; a crash in that time
-      // loses this task's row only. Until the row commits, reads find the task here. A task with
-      // an idempotency key waits: a retry must find the row.
+      // The reply contains the whole result, which the cache already keeps, so it need not wait
+      // for the commit. The row may also wait for other writes to share its commit, and a crash in
+      // that time loses only this row. Until the row commits, reads find the task in `unsaved`.
+      // A task with an idempotency key waits, because a retry must find its row.
       this.unsaved.set(record.id, record);
       const forget = () => this.unsaved.delete(record.id);
       saved.then(forget, (error: unknown) => {

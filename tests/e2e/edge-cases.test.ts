@@ -93,7 +93,7 @@ describe('generate during shutdown', () => {
     expect(response.data?.generate.status).toBe('QUEUED');
   });
 
-  it('fails a task stopped during its last allowed attempt instead of running it again', async () => {
+  it('fails a task stopped in its last attempt', async () => {
     const dir = await makeTempDir();
     const settings = { SHUTDOWN_GRACE_MS: 50, TASK_MAX_ATTEMPTS: 1 };
     const { upstream, server } = await startWithUpstream(settings, { dir });

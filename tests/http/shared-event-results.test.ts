@@ -8,8 +8,8 @@ interface Tick {
 }
 
 /**
- * A schema with two subscriptions over one emitter, so every subscriber receives the same payload
- * object, and resolvers that count how often they run.
+ * Creates a yoga server whose subscriptions share one emitter, so every subscriber receives the
+ * same payload object, and whose `label` resolver counts how often it runs.
  */
 function createTestYoga(sharedFields: string[]) {
   const ticks = new EventEmitter();
@@ -108,7 +108,7 @@ async function listeners(emitter: EventEmitter, count: number): Promise<void> {
 }
 
 describe('useSharedEventResults', () => {
-  it('executes each event once per operation and variables, and gives everyone the right data', async () => {
+  it('executes once per event and operation', async () => {
     const { yoga, ticks, calls } = createTestYoga(['shared']);
     const first = await openSse(yoga, SHARED, { count: 2, prefix: 'a' });
     const second = await openSse(yoga, SHARED, { count: 2, prefix: 'a' });

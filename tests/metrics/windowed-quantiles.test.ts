@@ -1,6 +1,6 @@
 import { WindowedQuantiles } from '../../src/services/metrics/windowed-timing';
 
-/** The nearest-rank quantile of `values`. */
+/** Returns the nearest-rank quantile of `values`. */
 function exact(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.max(1, Math.ceil(q * sorted.length)) - 1];
